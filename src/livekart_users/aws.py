@@ -1,0 +1,129 @@
+"""The one place that builds AWS clients, and the trigger's deadline-bound retry.
+
+Endpoints come only from the standard `AWS_ENDPOINT_URL_<SERVICE>` variables (boto3 reads
+them itself), so the same code runs against AWS and the local emulators.
+
+botocore's defaults (60 s timeouts, up to 10 attempts for DynamoDB) would blow Cognito's 5 s
+trigger limit, and the Lambda runtime's boto3 version is unpublished, so the trigger does not
+lean on botocore's retries at all: its client makes one attempt per call with tight timeouts,
+and `call_within` retries inside what is left of one deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+DEFAULT_REGION = "us-east-1"
+
+# One attempt can take at most connect + read timeout; a new attempt starts only when that
+# much time is left, so the deadline holds whatever the endpoint does.
+TRIGGER_CONNECT_TIMEOUT = 0.5
+TRIGGER_READ_TIMEOUT = 1.0
+ATTEMPT_WORST_CASE = TRIGGER_CONNECT_TIMEOUT + TRIGGER_READ_TIMEOUT
+TRIGGER_CONFIG = Config(
+    connect_timeout=TRIGGER_CONNECT_TIMEOUT,
+    read_timeout=TRIGGER_READ_TIMEOUT,
+    retries={"mode": "standard", "total_max_attempts": 1},
+)
+# Commands run by a person or a script: patient, with botocore's standard retries.
+CLI_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
+
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TooManyRequestsException",
+    }
+)
+
+T = TypeVar("T")
+
+
+def region() -> str:
+    """The region from the environment (Lambda sets AWS_REGION), else the default."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def client(service: str, *, config: Config = CLI_CONFIG, region_name: str | None = None) -> Any:
+    """A boto3 client for `service`; every client in this package is built here."""
+    return boto3.session.Session().client(
+        service, region_name=region_name or region(), config=config
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    """A short, data-free name for an error: the AWS error code or the exception's class.
+
+    Never the message: DynamoDB and botocore messages can quote the values sent.
+    """
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transient: worth another attempt if time allows."""
+    if isinstance(exc, ClientError):
+        return error_code(exc) in RETRYABLE_CODES
+    return isinstance(exc, BotoCoreError)
+
+
+class DeadlineExceeded(Exception):
+    """No time was left in the deadline for another attempt."""
+
+    def __init__(self, last_error: BaseException | None) -> None:
+        self.last_error = last_error
+        super().__init__(error_code(last_error) if last_error else "no time left")
+
+
+class Deadline:
+    """A point in time that all the calls of one invocation share."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ends = clock() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._ends - self._clock())
+
+
+def call_within(
+    deadline: Deadline,
+    operation: Callable[..., T],
+    /,
+    *,
+    attempt_worst_case: float = ATTEMPT_WORST_CASE,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> T:
+    """Call `operation(**kwargs)`, retrying transient errors while the deadline allows.
+
+    Non-transient errors (a failed condition, say) are raised at once. Raises DeadlineExceeded
+    when no attempt is left that could finish in time.
+    """
+    last: BaseException | None = None
+    backoff = 0.05
+    while deadline.remaining() >= attempt_worst_case:
+        try:
+            return operation(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            if not is_retryable(exc):
+                raise
+            last = exc
+        # Full jitter, and never sleep into the time the next attempt needs.
+        pause = min(random.uniform(0, backoff), deadline.remaining() - attempt_worst_case)
+        if pause > 0:
+            sleep(pause)
+        backoff = min(backoff * 2, 0.4)
+    raise DeadlineExceeded(last)

@@ -1,0 +1,194 @@
+"""The `livekart-users` command: parse, call the library, render. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from rich.console import Console
+
+from livekart_users import render
+from livekart_users.exceptions import LivekartUsersError
+
+# Records are wide: when output is not a terminal (make, CI logs), do not fold them to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(command: F) -> F:
+    """Library errors become one red line and exit status 1; tracebacks only with --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (LivekartUsersError, ClientError, BotoCoreError) as exc:
+            if click.get_current_context().find_root().params.get("debug"):
+                raise
+            errors.print(f"[red]error:[/red] {_explain(exc)}", highlight=False)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found: configure a profile or set AWS_PROFILE"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'error')}: {error.get('Message', exc)}"
+    return str(exc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def main(debug: bool) -> None:
+    """Keep a DynamoDB users table in step with an Amazon Cognito user pool."""
+
+
+@main.group()
+def local() -> None:
+    """The local stack: DynamoDB Local, cognito-local and the trigger, no AWS account."""
+
+
+def stack_options(command: F) -> F:
+    options = [
+        click.option(
+            "--dir",
+            "directory",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Folder of the stack's state, logs and data "
+            "[env LIVEKART_LOCAL_DIR; default .local-stack]",
+        ),
+        click.option(
+            "--dynamodb-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="[env LIVEKART_LOCAL_DYNAMODB_PORT; default 8000]",
+        ),
+        click.option(
+            "--cognito-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="[env LIVEKART_LOCAL_COGNITO_PORT; default 9229]",
+        ),
+        click.option(
+            "--lambda-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="Port of the local Lambda Invoke endpoint "
+            "[env LIVEKART_LOCAL_LAMBDA_PORT; default 9001]",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _stack(
+    directory: Path | None = None,
+    dynamodb_port: int | None = None,
+    cognito_port: int | None = None,
+    lambda_port: int | None = None,
+    extra_fields: str | None = None,
+) -> Any:
+    from livekart_users.local.stack import LocalStack, Settings
+
+    settings = Settings()
+    for name, value in (
+        ("directory", directory),
+        ("dynamodb_port", dynamodb_port),
+        ("cognito_port", cognito_port),
+        ("endpoint_port", lambda_port),
+        ("extra_fields", extra_fields),
+    ):
+        if value is not None:
+            setattr(settings, name, value)
+    return LocalStack(settings)
+
+
+@local.command("up")
+@stack_options
+@click.option(
+    "--extra-fields",
+    default=None,
+    metavar="JSON",
+    help='Extra record fields with defaults, e.g. \'{"subscriptionTier": "free"}\' '
+    "[env USERS_EXTRA_FIELDS]",
+)
+@friendly_errors
+def local_up(**options: Any) -> None:
+    """Start the emulators and create the pool, app client and table (idempotent)."""
+    stack = _stack(**options)
+    with console.status("starting the local stack…"):
+        status = stack.up()
+    started = ", ".join(status.started) or "nothing (all were running)"
+    console.print(f"started: {started}")
+    render.print_status(console, status)
+    console.print(
+        'Point boto3 or the AWS CLI at it: [bold]eval "$(livekart-users local env)"'
+        "[/bold]; stop it with [bold]livekart-users local down[/bold]."
+    )
+
+
+@local.command("down")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@click.option("--wipe", is_flag=True, help="Also delete the stack's users, rows and logs.")
+@friendly_errors
+def local_down(directory: Path | None, wipe: bool) -> None:
+    """Stop every process `local up` started."""
+    stopped = _stack(directory).down(wipe=wipe)
+    console.print(
+        f"stopped: {', '.join(stopped) or 'nothing was running'}" + ("; data wiped" if wipe else "")
+    )
+
+
+@local.command("status")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@friendly_errors
+def local_status(directory: Path | None, as_json: bool) -> None:
+    """Show which emulators run and where. Exit status 1 when any is stopped."""
+    status = _stack(directory).status()
+    if as_json:
+        click.echo(render.to_json({**vars(status), "all_running": status.all_running}))
+    else:
+        render.print_status(console, status)
+    sys.exit(0 if status.all_running else 1)
+
+
+@local.command("env")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+def local_env(directory: Path | None) -> None:
+    """Print shell exports that point AWS clients at the local stack."""
+    for key, value in _stack(directory).environment().items():
+        click.echo(f"export {key}={value}")
+
+
+@local.command("demo")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@friendly_errors
+def local_demo(directory: Path | None) -> None:
+    """Sign up, confirm and sign in sample users through Cognito; show their rows."""
+    from livekart_users.local import demo
+
+    stack = _stack(directory)
+    result = demo.run(stack, say=lambda line: console.print(f"• {line}"))
+    console.print(render.records_table(result.records, "rows the trigger wrote"))
+    console.print(f"find_by_email({result.lookup_email!r}) through the GSI email-index:")
+    for row in result.found_by_email:
+        console.print(render.record_detail(row, f"user {row['user_id']}"))
+    console.print(
+        "Stop the stack with [bold]livekart-users local down[/bold] (or `make local-down`)."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The library's errors: each says what went wrong and what to do; the CLI prints them."""
+
+from __future__ import annotations
+
+
+class LivekartUsersError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InvalidRecord(LivekartUsersError):
+    """A row that is not a valid user record."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid user record: " + "; ".join(problems))
+
+
+class InvalidExtraFields(LivekartUsersError):
+    """The extra-fields configuration (USERS_EXTRA_FIELDS) cannot be used."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"USERS_EXTRA_FIELDS {reason}")
+
+
+class TableNotFound(LivekartUsersError):
+    """The users table does not exist."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"table {table!r} does not exist: create it with `livekart-users local up` "
+            "(locally) or `livekart-users deploy` (on AWS)"
+        )
+
+
+class ServiceUnreachable(LivekartUsersError):
+    """An AWS endpoint (or its local emulator) did not answer."""
+
+
+class LocalStackError(LivekartUsersError):
+    """The local stack could not start, or is not running."""

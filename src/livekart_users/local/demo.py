@@ -1,0 +1,128 @@
+"""The demo: users sign up through the real Cognito API and become rows, on the local stack.
+
+Each step goes through cognito-local exactly as an app would (SignUp, ConfirmSignUp with the
+code, InitiateAuth); cognito-local fires our trigger through the local Lambda endpoint, and
+the rows are then read back from DynamoDB Local.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from livekart_users import aws
+from livekart_users.local.stack import CONFIRMATION_CODE, LocalStack
+from livekart_users.table import UsersTable
+
+DEMO_PASSWORD = "LiveKart-demo-1"  # a throwaway password for local, emulated users only
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    role: str
+    name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    phone_number: str | None = None
+
+    def attributes(self) -> list[dict[str, str]]:
+        values = {
+            "email": self.email,
+            "custom:role": self.role,
+            "name": self.name,
+            "given_name": self.given_name,
+            "family_name": self.family_name,
+            "phone_number": self.phone_number,
+        }
+        return [{"Name": k, "Value": v} for k, v in values.items() if v]
+
+
+DEMO_USERS = (
+    DemoUser("testuser@example.com", "customer", name="Test User"),
+    DemoUser(
+        "asha@spices.example",
+        "vendor",
+        given_name="Asha",
+        family_name="Mehta",
+        phone_number="+919876543210",
+    ),
+    DemoUser("mallory@example.com", "admin", name="Mallory"),
+)
+
+
+@dataclass
+class DemoResult:
+    steps: list[str]
+    records: list[dict[str, Any]]
+    found_by_email: list[dict[str, Any]]
+    lookup_email: str
+
+
+def sign_up(cognito: Any, client_id: str, user: DemoUser, password: str = DEMO_PASSWORD) -> bool:
+    """SignUp then ConfirmSignUp with the code; False when the user had signed up before."""
+    try:
+        cognito.sign_up(
+            ClientId=client_id,
+            Username=user.email,
+            Password=password,
+            UserAttributes=user.attributes(),
+        )
+    except ClientError as exc:
+        if aws.error_code(exc) == "UsernameExistsException":
+            return False
+        raise
+    cognito.confirm_sign_up(
+        ClientId=client_id, Username=user.email, ConfirmationCode=CONFIRMATION_CODE
+    )
+    return True
+
+
+def sign_in(cognito: Any, client_id: str, email: str, password: str = DEMO_PASSWORD) -> None:
+    cognito.initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": password},
+    )
+
+
+def run(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> DemoResult:
+    """Sign up, confirm and sign in the demo users; read their rows back."""
+    status = stack.status()
+    if not status.all_running or not status.client_id:
+        from livekart_users.exceptions import LocalStackError
+
+        raise LocalStackError(
+            "the local stack is not running: start it with `livekart-users local up`"
+        )
+    stack.use()
+    cognito = aws.client("cognito-idp")
+    steps: list[str] = []
+    subs: list[str] = []
+    for user in DEMO_USERS:
+        fresh = sign_up(cognito, status.client_id, user)
+        step = (
+            f"{user.email}: signed up asking for role {user.role!r}, confirmed with code "
+            f"{CONFIRMATION_CODE}"
+            if fresh
+            else f"{user.email}: already signed up earlier"
+        )
+        steps.append(step)
+        say(step)
+        subs.append(_sub(cognito, status.user_pool_id, user.email))
+    first = DEMO_USERS[0].email
+    sign_in(cognito, status.client_id, first)
+    steps.append(f"{first}: signed in (USER_PASSWORD_AUTH): lastLoginAt refreshed")
+    say(steps[-1])
+    table = UsersTable(aws.client("dynamodb"), stack.settings.table)
+    records = [row for sub in subs if (row := table.get(sub)) is not None]
+    return DemoResult(steps, records, table.find_by_email(first.upper()), first.upper())
+
+
+def _sub(cognito: Any, pool_id: str | None, username: str) -> str:
+    user = cognito.admin_get_user(UserPoolId=pool_id, Username=username)
+    attributes = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
+    return str(attributes["sub"])

@@ -1,0 +1,252 @@
+"""A local endpoint serving the Lambda Invoke API by running our trigger handler.
+
+cognito-local fires triggers by calling `POST /2015-03-31/functions/<name>/invocations`; this
+server answers it with `livekart_users.triggers.handler`, so the real triggers run locally.
+It stands in for what cognito-local and a bare function call lack:
+- it enforces the function's timeout (cognito-local waits forever) and answers a timeout or
+  an exception the way Lambda does (200 with `X-Amz-Function-Error: Unhandled`);
+- it marks the email verified on `PostConfirmation_ConfirmSignUp` when the pool auto-verifies
+  email, as Cognito does (cognito-local does not);
+- it appends one JSON line per invocation to a record that tests read: function, trigger
+  source, user id, duration, function error and the handler's logged outcome.
+
+Run: python -m livekart_users.local.endpoint --port N --function NAME --record FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
+_LOCK = threading.Lock()
+
+
+class FakeContext:
+    """The parts of Lambda's context object a handler reads."""
+
+    def __init__(self, function_name: str, timeout: float, memory_mb: int = 256) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{function_name}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._ends = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._ends - time.monotonic()) * 1000))
+
+
+class _OutcomeCapture(logging.Handler):
+    """Reads `outcome` and `error_code` off the handler's log records, per worker thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_thread: dict[int, dict[str, Any]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        outcome = getattr(record, "outcome", None)
+        if outcome is not None and record.thread is not None:
+            self.by_thread[record.thread] = {
+                "outcome": outcome,
+                "error_code": getattr(record, "error_code", None),
+            }
+
+
+@lru_cache(maxsize=32)
+def _auto_verifies_email(pool_id: str) -> bool:
+    """Whether the pool verifies email on sign-up (read from the Cognito endpoint)."""
+    try:
+        pool = _cognito().describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    except Exception:
+        return False
+    return "email" in (pool.get("AutoVerifiedAttributes") or [])
+
+
+@lru_cache(maxsize=1)
+def _cognito() -> Any:
+    from livekart_users import aws  # the endpoint's own process; not on the trigger path
+
+    return aws.client("cognito-idp")
+
+
+def as_cognito_would(event: Any) -> Any:
+    """The event as Cognito would send it, and the user as Cognito would keep them.
+
+    Cognito marks the email verified when a sign-up is confirmed by the code it emailed;
+    cognito-local does not, so here a confirmed sign-up in an email-verifying pool gets
+    `email_verified: "true"`, in the event and (for later sign-ins) on the user.
+    """
+    if (
+        not isinstance(event, dict)
+        or event.get("triggerSource") != "PostConfirmation_ConfirmSignUp"
+    ):
+        return event
+    attributes = (event.get("request") or {}).get("userAttributes")
+    pool_id = str(event.get("userPoolId"))
+    if (
+        isinstance(attributes, dict)
+        and attributes.get("email")
+        and "email_verified" not in attributes
+        and _auto_verifies_email(pool_id)
+    ):
+        attributes["email_verified"] = "true"
+        # The event is right either way; if this fails, a later sign-in would show false.
+        with contextlib.suppress(Exception):
+            _cognito().admin_update_user_attributes(
+                UserPoolId=pool_id,
+                Username=str(event.get("userName")),
+                # cognito-local insists on the email beside email_verified.
+                UserAttributes=[
+                    {"Name": "email", "Value": str(attributes["email"])},
+                    {"Name": "email_verified", "Value": "true"},
+                ],
+            )
+    return event
+
+
+class InvokeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    timeout: float
+
+    def __init__(self, port: int, function: str, timeout: float, record: Path) -> None:
+        from livekart_users import triggers
+
+        self.function = function
+        self.timeout = timeout
+        self.record = record
+        self.handler = triggers.handler
+        self.capture = _OutcomeCapture()
+        logging.getLogger(triggers.SERVICE).addHandler(self.capture)
+        # A timed-out invocation keeps its worker (Lambda would kill the sandbox): keep spares.
+        self.pool = ThreadPoolExecutor(max_workers=16)
+        super().__init__(("127.0.0.1", port), _RequestHandler)
+
+    def invoke(self, event: Any) -> tuple[int, dict[str, str], Any, dict[str, Any]]:
+        context = FakeContext(self.function, self.timeout)
+        started = time.monotonic()
+        future = self.pool.submit(self._run, event, context)
+        error: str | None = None
+        try:
+            result, thread = future.result(timeout=self.timeout)
+            body: Any = result
+            outcome = self.capture.by_thread.pop(thread, {})
+        except FutureTimeout:
+            error = "Unhandled"
+            body = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"{datetime.now(UTC).isoformat()} {context.aws_request_id} "
+                f"Task timed out after {self.timeout:.2f} seconds",
+            }
+            outcome = {}
+        except Exception as exc:
+            error = "Unhandled"
+            body = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+            outcome = {}
+        duration = (time.monotonic() - started) * 1000
+        headers = {"X-Amz-Executed-Version": "$LATEST", "X-Amz-Request-Id": context.aws_request_id}
+        if error:
+            headers["X-Amz-Function-Error"] = error
+        entry = {
+            "time": datetime.now(UTC).isoformat(),
+            "function": self.function,
+            "request_id": context.aws_request_id,
+            "trigger_source": event.get("triggerSource") if isinstance(event, dict) else None,
+            "user_id": _user_id(event),
+            "duration_ms": round(duration, 1),
+            "function_error": error,
+            "error_type": body.get("errorType") if error else None,
+            "outcome": outcome.get("outcome"),
+            "error_code": outcome.get("error_code"),
+        }
+        return 200, headers, body, entry
+
+    def _run(self, event: Any, context: FakeContext) -> tuple[Any, int]:
+        return self.handler(as_cognito_would(event), context), threading.get_ident()  # type: ignore[arg-type]
+
+    def write_record(self, entry: dict[str, Any]) -> None:
+        with _LOCK, self.record.open("a") as out:
+            out.write(json.dumps(entry) + "\n")
+
+
+def _user_id(event: Any) -> str | None:
+    try:
+        value = event["request"]["userAttributes"]["sub"]
+    except (KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: InvokeServer
+
+    def do_POST(self) -> None:
+        match = _PATH.match(self.path.split("?")[0])
+        name = match.group(1).split(":")[-1] if match else None
+        if name != self.server.function:
+            self._reply(
+                404,
+                {"x-amzn-ErrorType": "ResourceNotFoundException"},
+                {"Type": "User", "Message": f"Function not found: {name or self.path}"},
+            )
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            event = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            self._reply(
+                400,
+                {"x-amzn-ErrorType": "InvalidRequestContentException"},
+                {"Type": "User", "Message": "Could not parse request body into json"},
+            )
+            return
+        status, headers, body, entry = self.server.invoke(event)
+        self.server.write_record(entry)
+        self._reply(status, headers, body)
+
+    def do_GET(self) -> None:
+        self._reply(200, {}, {"function": self.server.function, "ready": True})
+
+    def _reply(self, status: int, headers: dict[str, str], body: Any) -> None:
+        data = json.dumps(body, default=str).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the invocation record says what happened; request lines would only add noise
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--function", required=True)
+    parser.add_argument("--timeout", type=float, default=4.0)
+    parser.add_argument("--record", type=Path, required=True)
+    args = parser.parse_args(argv)
+    server = InvokeServer(args.port, args.function, args.timeout, args.record)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

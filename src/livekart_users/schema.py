@@ -1,0 +1,331 @@
+"""The user record: built from Cognito user attributes, and what a valid row is.
+
+Pure functions, no I/O. Cognito owns identity (sub, username, email, name, phone, email
+verified); the app owns everything else. `new_record` is the only place that decides role,
+status, vendor fields and app defaults; `identity` is what a sign-in may refresh.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from livekart_users.exceptions import InvalidExtraFields, InvalidRecord
+
+CUSTOMER, VENDOR, ADMIN = "customer", "vendor", "admin"
+ROLES = frozenset({CUSTOMER, VENDOR, ADMIN})
+# Self-service sign-up may only pick these; `admin` is granted by an administrator.
+SELF_SERVICE_ROLES = frozenset({CUSTOMER, VENDOR})
+STATUSES = frozenset({"active", "suspended"})
+
+IDENTITY_FIELDS = ("username", "email", "name", "phoneNumber", "emailVerified")
+# Written once, at creation, and after that only by the app (or an administrator).
+APP_DEFAULTS: Mapping[str, Any] = {
+    "address": None,
+    "profileImage": None,
+    "wishlist": [],
+    "cart": [],
+    "totalOrders": Decimal(0),
+    "totalSpent": Decimal(0),
+}
+VENDOR_DEFAULTS: Mapping[str, Any] = {
+    "storeName": None,
+    "storeDescription": None,
+    "totalProducts": Decimal(0),
+    "totalRevenue": Decimal(0),
+    "rating": Decimal(0),
+    "totalReviews": Decimal(0),
+}
+RECORD_FIELDS = frozenset(
+    {"user_id", "role", "status", "createdAt", "updatedAt", "lastLoginAt"}
+    | set(IDENTITY_FIELDS)
+    | set(APP_DEFAULTS)
+    | set(VENDOR_DEFAULTS)
+)
+
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
+MAX_KEY_BYTES = 2048  # DynamoDB's partition key limit
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds and `Z`."""
+    return format_timestamp(datetime.now(UTC))
+
+
+def format_timestamp(moment: datetime) -> str:
+    """`moment` as ISO-8601 UTC with milliseconds and `Z`."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A trimmed non-empty string, or None: Cognito sends strings, emulators sometimes not."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None
+
+
+def user_id(attributes: Mapping[str, Any]) -> str | None:
+    """The stable id of the user (Cognito `sub`), or None when the event carries none."""
+    return _text(attributes.get("sub"))
+
+
+def display_name(attributes: Mapping[str, Any]) -> str | None:
+    """`name`, or given + family name, or None."""
+    name = _text(attributes.get("name"))
+    if name:
+        return name
+    parts = [_text(attributes.get("given_name")), _text(attributes.get("family_name"))]
+    return " ".join(p for p in parts if p) or None
+
+
+def resolve_role(claimed: Any) -> str:
+    """The role a self-service sign-up gets: customer or vendor; anything else is a customer."""
+    role = _text(claimed)
+    role = role.lower() if role else None
+    return role if role in SELF_SERVICE_ROLES else CUSTOMER
+
+
+def role_was_downgraded(claimed: Any) -> bool:
+    """True when the sign-up asked for a role it cannot have by itself (e.g. `admin`)."""
+    role = _text(claimed)
+    return role is not None and role.lower() != resolve_role(role)
+
+
+def identity(attributes: Mapping[str, Any], username: str) -> dict[str, Any]:
+    """The identity attributes Cognito owns, as they appear in the row.
+
+    `email` is lower-cased and absent (not empty, not null) when the user has none: it is the
+    key of the `email-index` GSI, and DynamoDB rejects an empty index key.
+    """
+    fields: dict[str, Any] = {
+        "username": username,
+        "name": display_name(attributes),
+        "phoneNumber": _text(attributes.get("phone_number")),
+        "emailVerified": _text(attributes.get("email_verified")) == "true",
+    }
+    email = _text(attributes.get("email"))
+    if email:
+        fields["email"] = email.lower()
+    return fields
+
+
+def new_record(
+    attributes: Mapping[str, Any],
+    username: str,
+    *,
+    timestamp: str,
+    signed_in: bool = False,
+    extra_fields: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The complete row for a user seen for the first time.
+
+    Raises InvalidRecord when the attributes cannot make a valid row (no `sub`, say).
+    """
+    uid = user_id(attributes)
+    role = resolve_role(attributes.get("custom:role"))
+    item: dict[str, Any] = {
+        **{k: _fresh(v) for k, v in (extra_fields or {}).items()},
+        "user_id": uid,
+        **identity(attributes, username),
+        "role": role,
+        "status": "active",
+        "createdAt": timestamp,
+        "updatedAt": timestamp,
+        "lastLoginAt": timestamp if signed_in else None,
+        **{k: _fresh(v) for k, v in APP_DEFAULTS.items()},
+    }
+    if role == VENDOR:
+        item.update(VENDOR_DEFAULTS)
+    validate(item)
+    return item
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a default, so no two rows share one mutable list or map."""
+    return copy.deepcopy(value) if isinstance(value, list | dict) else value
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def problems(item: Mapping[str, Any]) -> list[str]:
+    """Everything that makes `item` an invalid row (empty when it is valid)."""
+    found: list[str] = []
+
+    def need(field: str, ok: bool, what: str) -> None:
+        if not ok:
+            found.append(f"{field}: {what}")
+
+    uid = item.get("user_id")
+    need(
+        "user_id",
+        isinstance(uid, str) and 0 < len(uid.encode("utf-8", "replace")) <= MAX_KEY_BYTES,
+        "must be a non-empty string of at most 2048 bytes",
+    )
+    need(
+        "username",
+        isinstance(item.get("username"), str) and bool(item.get("username")),
+        "must be a non-empty string",
+    )
+    if "email" in item:
+        email = item["email"]
+        need(
+            "email",
+            isinstance(email, str) and bool(email) and email == email.lower(),
+            "must be a non-empty lower-case string, or absent",
+        )
+    need("name", _is_optional_str(item.get("name", None)), "must be a string or null")
+    need("phoneNumber", _is_optional_str(item.get("phoneNumber", None)), "must be a string or null")
+    need("emailVerified", isinstance(item.get("emailVerified"), bool), "must be true or false")
+    need("role", item.get("role") in ROLES, f"must be one of {sorted(ROLES)}")
+    need("status", item.get("status") in STATUSES, f"must be one of {sorted(STATUSES)}")
+    for field in ("createdAt", "updatedAt"):
+        need(
+            field,
+            _is_timestamp(item.get(field)),
+            "must be an ISO-8601 UTC timestamp like 2026-01-31T12:00:00.000Z",
+        )
+    need(
+        "lastLoginAt",
+        item.get("lastLoginAt") is None or _is_timestamp(item.get("lastLoginAt")),
+        "must be a timestamp or null",
+    )
+    need(
+        "address",
+        item.get("address") is None or isinstance(item.get("address"), dict | str),
+        "must be a map, a string or null",
+    )
+    need("profileImage", _is_optional_str(item.get("profileImage")), "must be a string or null")
+    for field in ("wishlist", "cart"):
+        need(field, isinstance(item.get(field), list), "must be a list")
+    for field in ("totalOrders", "totalSpent"):
+        need(field, _is_number(item.get(field)), "must be a number (Decimal)")
+    vendor = item.get("role") == VENDOR
+    for field in VENDOR_DEFAULTS:
+        if field not in item:
+            need(field, not vendor, "is required on a vendor row")
+        elif field in ("storeName", "storeDescription"):
+            need(field, _is_optional_str(item[field]), "must be a string or null")
+        else:
+            need(field, _is_number(item[field]), "must be a number (Decimal)")
+    for field in APP_DEFAULTS.keys() | {
+        "role",
+        "status",
+        "createdAt",
+        "updatedAt",
+        "user_id",
+        "username",
+        "emailVerified",
+    }:
+        if field not in item:
+            found.append(f"{field}: is missing")
+    stored = _stored_problem(item)
+    if stored:
+        found.append(stored)
+    return sorted(set(found))
+
+
+def validate(item: Mapping[str, Any]) -> None:
+    """Raise InvalidRecord naming every problem when `item` is not a valid row."""
+    found = problems(item)
+    if found:
+        raise InvalidRecord(found)
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Decimal) and value.is_finite()
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or not _TIMESTAMP.match(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return False
+    return True
+
+
+def _stored_problem(item: Mapping[str, Any]) -> str | None:
+    """Why DynamoDB would refuse to store `item` (a float, an empty set, bad text, size)."""
+    size = 0
+    stack: list[Any] = [item]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, bool) or value is None:
+            size += 1
+        elif isinstance(value, str):
+            try:
+                size += len(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                return "text: contains characters that are not valid UTF-8"
+        elif isinstance(value, Decimal):
+            if not value.is_finite():
+                return "numbers: must be finite"
+            size += 21
+        elif isinstance(value, int):
+            size += 21
+        elif isinstance(value, float):
+            return "numbers: floats are not allowed, use Decimal"
+        elif isinstance(value, bytes | bytearray):
+            size += len(value)
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                if not isinstance(key, str):
+                    return "maps: keys must be strings"
+                stack.append(key)
+                stack.append(inner)
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, set | frozenset):
+            if not value:
+                return "sets: must not be empty"
+            stack.extend(value)
+        else:
+            return f"values: {type(value).__name__} cannot be stored"
+    if size > MAX_ITEM_BYTES:
+        return "item: larger than DynamoDB's 400 KB limit"
+    return None
+
+
+# --- extra fields from configuration -----------------------------------------------------
+
+
+def parse_extra_fields(text: str | None) -> dict[str, Any]:
+    """Extra fields with defaults, from one JSON object (the guide's "adding more user fields").
+
+    Numbers become Decimal. Raises InvalidExtraFields saying what is wrong.
+    """
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    except ValueError as exc:
+        raise InvalidExtraFields(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidExtraFields("must be a JSON object of field names to default values")
+    for name, default in value.items():
+        if name in RECORD_FIELDS:
+            raise InvalidExtraFields(f"{name!r} is a field of the record itself; pick another name")
+        if not _FIELD_NAME.match(name):
+            raise InvalidExtraFields(
+                f"{name!r} is not a usable field name (a letter, then letters, digits or _)"
+            )
+        problem = _stored_problem({name: default})
+        if problem:
+            raise InvalidExtraFields(f"{name!r}: {problem}")
+    return value

@@ -1,0 +1,264 @@
+"""The users table: the few ways the package reads and writes a user's row.
+
+Every write is conditional, so a replayed or retried trigger changes nothing it should not:
+creation is a put on `attribute_not_exists(user_id)`; a sign-in is an update on
+`attribute_exists(user_id)` that refreshes identity and `lastLoginAt` only, and fills an
+app-owned field only where it is missing (`if_not_exists`), never overwriting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from livekart_users import schema
+from livekart_users.aws import Deadline, call_within, error_code
+from livekart_users.exceptions import TableNotFound
+
+DEFAULT_TABLE = "livekart-users"
+EMAIL_INDEX = "email-index"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class Outcome(StrEnum):
+    """What a trigger's write did to the row."""
+
+    CREATED = "created"
+    ALREADY_EXISTS = "already_exists"
+    REFRESHED = "refreshed"
+
+
+def to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A Python item as DynamoDB attribute values."""
+    return {k: _serializer.serialize(v) for k, v in item.items()}
+
+
+def from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values as a Python item (numbers as Decimal)."""
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+class UsersTable:
+    """One users table, reached through one DynamoDB client."""
+
+    def __init__(self, client: Any, name: str = DEFAULT_TABLE) -> None:
+        self.client = client
+        self.name = name
+
+    # --- writes the trigger makes ------------------------------------------------------
+
+    def create_if_absent(
+        self, item: Mapping[str, Any], *, deadline: Deadline | None = None
+    ) -> bool:
+        """Create the row unless one exists for this user; True when it was created."""
+        schema.validate(item)
+        try:
+            self._call(
+                deadline,
+                self.client.put_item,
+                TableName=self.name,
+                Item=to_dynamo(item),
+                ConditionExpression="attribute_not_exists(user_id)",
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
+
+    def record_sign_in(
+        self,
+        attributes: Mapping[str, Any],
+        username: str,
+        *,
+        timestamp: str,
+        extra_fields: Mapping[str, Any] | None = None,
+        deadline: Deadline | None = None,
+    ) -> Outcome:
+        """Refresh identity and `lastLoginAt` of the user's row, or create the row if missing.
+
+        Role, status, cart, wishlist, counters and vendor fields are never changed here: a
+        sign-in cannot turn a customer into a vendor, whatever the token claims.
+        """
+        # Built first so that attributes which cannot make a valid row are refused before
+        # anything is written.
+        item = schema.new_record(
+            attributes, username, timestamp=timestamp, signed_in=True, extra_fields=extra_fields
+        )
+        try:
+            self._refresh(attributes, username, timestamp, deadline)
+            return Outcome.REFRESHED
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise self._translated(exc) from exc
+        if self.create_if_absent(item, deadline=deadline):
+            return Outcome.CREATED
+        # Created by a concurrent invocation between our two calls: refresh it after all.
+        self._refresh(attributes, username, timestamp, deadline)
+        return Outcome.REFRESHED
+
+    def _refresh(
+        self,
+        attributes: Mapping[str, Any],
+        username: str,
+        timestamp: str,
+        deadline: Deadline | None,
+    ) -> None:
+        uid = schema.user_id(attributes)
+        fields = schema.identity(attributes, username)
+        fields["lastLoginAt"] = timestamp
+        fields["updatedAt"] = timestamp
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for i, (field, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = field
+            values[f":v{i}"] = value
+            sets.append(f"#f{i} = :v{i}")
+        # Heal a row that lost an app-owned field, without ever overwriting one that exists.
+        defaults = {
+            "role": schema.CUSTOMER,
+            "status": "active",
+            "createdAt": timestamp,
+            **schema.APP_DEFAULTS,
+        }
+        for i, (field, value) in enumerate(defaults.items()):
+            names[f"#d{i}"] = field
+            values[f":d{i}"] = value
+            sets.append(f"#d{i} = if_not_exists(#d{i}, :d{i})")
+        expression = "SET " + ", ".join(sets)
+        if "email" not in fields:
+            names["#email"] = "email"
+            expression += " REMOVE #email"
+        self._call(
+            deadline,
+            self.client.update_item,
+            TableName=self.name,
+            Key=to_dynamo({"user_id": uid}),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(user_id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_dynamo(values),
+        )
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """The user's row, read consistently, or None."""
+        try:
+            answer = self.client.get_item(
+                TableName=self.name, Key=to_dynamo({"user_id": user_id}), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+        return from_dynamo(answer["Item"]) if "Item" in answer else None
+
+    def find_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Rows whose email is `email` (any case), through the `email-index` GSI.
+
+        GSI reads are eventually consistent: a row written a moment ago may not show yet.
+        """
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": EMAIL_INDEX,
+            "KeyConditionExpression": "#e = :e",
+            "ExpressionAttributeNames": {"#e": "email"},
+            "ExpressionAttributeValues": {":e": {"S": email.strip().lower()}},
+        }
+        try:
+            while True:
+                answer = self.client.query(**kwargs)
+                items.extend(from_dynamo(i) for i in answer.get("Items", []))
+                if "LastEvaluatedKey" not in answer:
+                    return items
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+
+    def pages(self, page_size: int = 500) -> Iterator[list[dict[str, Any]]]:
+        """Every row, a page at a time (a page may be short or empty while more remain)."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "Limit": page_size}
+        try:
+            while True:
+                answer = self.client.scan(**kwargs)
+                yield [from_dynamo(i) for i in answer.get("Items", [])]
+                if "LastEvaluatedKey" not in answer:
+                    return
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+
+    def scan(self, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Every row, one at a time."""
+        for page in self.pages(page_size):
+            yield from page
+
+    # --- the table itself --------------------------------------------------------------
+
+    def exists(self) -> bool:
+        try:
+            self.client.describe_table(TableName=self.name)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+    def create_table(self, *, wait: bool = True) -> bool:
+        """Create the table (key `user_id`, GSI `email-index`, on-demand) unless it exists.
+
+        True when it was created.
+        """
+        if self.exists():
+            return False
+        try:
+            self.client.create_table(
+                TableName=self.name,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[
+                    {"AttributeName": "user_id", "AttributeType": "S"},
+                    {"AttributeName": "email", "AttributeType": "S"},
+                ],
+                KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+                GlobalSecondaryIndexes=[
+                    {
+                        "IndexName": EMAIL_INDEX,
+                        "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                ],
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUseException":
+                return False
+            raise
+        if wait:
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+        return True
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    @staticmethod
+    def _call(deadline: Deadline | None, operation: Any, **kwargs: Any) -> Any:
+        # Without a deadline (commands, reconcile) the client's own retries are enough.
+        if deadline is None:
+            return operation(**kwargs)
+        return call_within(deadline, operation, **kwargs)
+
+    def _translated(self, exc: Exception) -> Exception:
+        if error_code(exc) == "ResourceNotFoundException":
+            return TableNotFound(self.name)
+        return exc
