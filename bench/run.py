@@ -49,7 +49,9 @@ WARM_TARGET = 1.3  # handler median / PutItem median
 COLD_TARGET = 1.3  # trigger cold start median / bare boto3 cold start median
 UNREACHABLE_TARGET_MS = 2500.0  # worst return time with DynamoDB unreachable
 CHILD_TIMEOUT = 60.0
-IMPORT_LINE = re.compile(r"^import time:\s+(?P<self>\d+) \|\s+\d+ \| \s*(?P<name>\S+)$", re.M)
+IMPORT_LINE = re.compile(
+    r"^import time:\s+(?P<self>\d+) \|\s+(?P<cum>\d+) \| (?P<indent> *)(?P<name>\S+)$", re.M
+)
 
 
 class BenchError(Exception):
@@ -247,37 +249,73 @@ def cold(table: UsersTable, template: dict[str, Any], runs: int) -> list[Sample]
     ]
 
 
-def import_breakdown(runs: int = 5) -> list[list[str]]:
-    """Median self time (ms) of `python -X importtime`, by top-level package."""
-    modules = {"trigger": "livekart_users.triggers", "bare": "boto3"}
-    by_package: dict[str, dict[str, list[float]]] = {mode: {} for mode in modules}
-    for _ in range(runs):
-        for mode, module in modules.items():
-            err = subprocess.run(
-                [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                capture_output=True,
-                text=True,
-                timeout=CHILD_TIMEOUT,
-                check=True,
-            ).stderr
-            totals: dict[str, float] = {}
-            for match in IMPORT_LINE.finditer(err):
-                top = match["name"].split(".")[0]
-                top = "(stdlib)" if top in sys.stdlib_module_names else top
-                totals[top] = totals.get(top, 0.0) + int(match["self"]) / 1000
-            for package, ms in totals.items():
-                by_package[mode].setdefault(package, []).append(ms)
-    median = {
-        mode: {p: statistics.median(v) for p, v in packages.items()}
-        for mode, packages in by_package.items()
-    }
-    rows = []
-    for package, ms in sorted(median["trigger"].items(), key=lambda kv: -kv[1]):
-        base = median["bare"].get(package, 0.0)
-        rows.append([package, f"{ms:.1f}", f"{base:.1f}", f"{ms - base:+.1f}"])
-    total, base_total = sum(median["trigger"].values()), sum(median["bare"].values())
-    rows.append(["total", f"{total:.1f}", f"{base_total:.1f}", f"{total - base_total:+.1f}"])
-    return rows
+ImportLine = tuple[float, float, int, str]  # self ms, cumulative ms, depth, module
+
+
+def importtime(module: str) -> list[ImportLine]:
+    """The tree `python -X importtime -c "import MODULE"` prints, in its (post-)order."""
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=True,
+    ).stderr
+    return [
+        (int(m["self"]) / 1000, int(m["cum"]) / 1000, len(m["indent"]) // 2, m["name"])
+        for m in IMPORT_LINE.finditer(err)
+    ]
+
+
+def by_package(lines: list[ImportLine]) -> dict[str, float]:
+    """Self time summed by top-level package, the standard library as one."""
+    totals: dict[str, float] = {}
+    for self_ms, _, _, name in lines:
+        top = name.split(".")[0]
+        top = "(stdlib)" if top in sys.stdlib_module_names else top
+        totals[top] = totals.get(top, 0.0) + self_ms
+    return totals
+
+
+def direct_imports(lines: list[ImportLine], module: str) -> dict[str, float]:
+    """Cumulative time of each import `module` makes itself (its children in the tree)."""
+    end = next(i for i, (_, _, depth, name) in enumerate(lines) if (depth, name) == (0, module))
+    found: dict[str, float] = {}
+    for _, cumulative, depth, name in reversed(lines[:end]):
+        if depth == 0:
+            break
+        if depth == 1:
+            found[name] = cumulative
+    return found
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = set().union(*runs)
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in keys}
+
+
+def import_breakdown(runs: int = 5) -> tuple[list[list[str]], list[list[str]]]:
+    """By package (trigger vs boto3 alone), and the trigger's own imports; medians in ms."""
+    module = "livekart_users.triggers"
+    trigger_runs = [importtime(module) for _ in range(runs)]
+    trigger = medians([by_package(lines) for lines in trigger_runs])
+    bare = medians([by_package(importtime("boto3")) for _ in range(runs)])
+    packages: list[list[str]] = []
+    other = [0.0, 0.0]
+    for package, spent in sorted(trigger.items(), key=lambda kv: -kv[1]):
+        base = bare.get(package, 0.0)
+        if spent >= 1 or abs(spent - base) >= 1:
+            packages.append([package, ms(spent), ms(base), f"{spent - base:+.1f}"])
+        else:
+            other = [other[0] + spent, other[1] + base]
+    total, base_total = sum(trigger.values()), sum(bare.values())
+    packages += [
+        ["(others, < 1 ms each)", ms(other[0]), ms(other[1]), f"{other[0] - other[1]:+.1f}"],
+        ["total", ms(total), ms(base_total), f"{total - base_total:+.1f}"],
+    ]
+    direct = medians([direct_imports(lines, module) for lines in trigger_runs])
+    own = [[name, ms(spent)] for name, spent in sorted(direct.items(), key=lambda kv: -kv[1])]
+    return packages, own
 
 
 # --- 3. unreachable --------------------------------------------------------------------------
@@ -394,6 +432,7 @@ def machine() -> list[list[str]]:
         ["python", platform.python_version()],
         ["java", java_line],
         ["packages", versions],
+        ["load average (1, 5, 15 min) at the end", " ".join(f"{v:.2f}" for v in os.getloadavg())],
     ]
 
 
@@ -411,14 +450,17 @@ def table_text(headers: list[str], rows: list[list[str]], markdown: bool) -> str
 
 
 def report(
-    samples: list[Sample], checks: list[Check], imports: list[list[str]], markdown: bool
+    samples: list[Sample],
+    checks: list[Check],
+    imports: tuple[list[list[str]], list[list[str]]],
+    markdown: bool,
 ) -> str:
     measured = [
         [s.benchmark, s.variant, str(len(s.ms)), ms(s.median), ms(s.p95), ms(s.max), s.note]
         for s in samples
     ]
     sections = [
-        ("Machine", ["", ""], machine()),
+        ("Machine", ["what", "value"], machine()),
         (
             "Measurements (ms)",
             ["benchmark", "variant", "runs", "median", "p95", "max", "notes"],
@@ -426,9 +468,14 @@ def report(
         ),
         ("Targets", ["target", "measured", "limit", "met"], [c.row() for c in checks]),
         (
-            "Import self time by package, python -X importtime, median of 5 (ms)",
+            "Import self time by package: python -X importtime, median of 5 (ms)",
             ["package", "import livekart_users.triggers", "import boto3", "difference"],
-            imports,
+            imports[0],
+        ),
+        (
+            "The imports livekart_users.triggers makes itself: cumulative, median of 5 (ms)",
+            ["module", "cumulative"],
+            imports[1],
         ),
     ]
     heading = "#### {}" if markdown else "== {} =="

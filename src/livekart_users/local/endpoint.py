@@ -23,6 +23,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
@@ -125,13 +126,20 @@ class InvokeServer(ThreadingHTTPServer):
 
     timeout: float
 
-    def __init__(self, port: int, function: str, timeout: float, record: Path) -> None:
+    def __init__(
+        self,
+        port: int,
+        function: str,
+        timeout: float,
+        record: Path,
+        handler: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
         from livekart_users import triggers
 
         self.function = function
         self.timeout = timeout
         self.record = record
-        self.handler = triggers.handler
+        self.handler: Callable[[Any, Any], Any] = handler or triggers.handler
         self.capture = _OutcomeCapture()
         logging.getLogger(triggers.SERVICE).addHandler(self.capture)
         # A timed-out invocation keeps its worker (Lambda would kill the sandbox): keep spares.
@@ -178,7 +186,7 @@ class InvokeServer(ThreadingHTTPServer):
         return 200, headers, body, entry
 
     def _run(self, event: Any, context: FakeContext) -> tuple[Any, int]:
-        return self.handler(as_cognito_would(event), context), threading.get_ident()  # type: ignore[arg-type]
+        return self.handler(as_cognito_would(event), context), threading.get_ident()
 
     def write_record(self, entry: dict[str, Any]) -> None:
         with _LOCK, self.record.open("a") as out:
