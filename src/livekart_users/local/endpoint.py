@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -206,7 +207,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         match = _PATH.match(self.path.split("?")[0])
-        name = match.group(1).split(":")[-1] if match else None
+        # The name may come as an ARN (URL-encoded in the path); Lambda takes either.
+        name = urllib.parse.unquote(match.group(1)).split(":")[-1] if match else None
         if name != self.server.function:
             self._reply(
                 404,

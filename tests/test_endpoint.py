@@ -1,0 +1,116 @@
+"""The local Lambda Invoke endpoint answers as Lambda does, and enforces the function's timeout.
+
+Driven through boto3's Lambda client, so the wire format is the real Invoke API's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from livekart_users import aws
+from livekart_users.local.endpoint import InvokeServer
+from livekart_users.local.processes import free_port
+
+FUNCTION = "livekart-post-confirmation-trigger"
+EVENT = {
+    "triggerSource": "PostAuthentication_Authentication",
+    "userPoolId": "local_x",
+    "request": {"userAttributes": {"sub": "abc-123"}},
+    "response": {},
+}
+
+
+@pytest.fixture
+def serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[Callable[[Any, Any], Any]], InvokeServer]]:
+    servers: list[InvokeServer] = []
+
+    def start(handler: Callable[[Any, Any], Any]) -> InvokeServer:
+        port = free_port()
+        server = InvokeServer(port, FUNCTION, 0.5, tmp_path / "record.jsonl", handler=handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{port}")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def invoke(name: str = FUNCTION) -> dict[str, Any]:
+    answer = aws.client("lambda").invoke(FunctionName=name, Payload=json.dumps(EVENT).encode())
+    answer["Body"] = json.loads(answer["Payload"].read())
+    return dict(answer)
+
+
+def record(server: InvokeServer) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.record.read_text().splitlines()]
+
+
+def test_a_handler_result_is_returned_and_recorded(serve: Any) -> None:
+    server = serve(lambda event, context: event)
+    answer = invoke()
+    assert answer["StatusCode"] == 200
+    assert "FunctionError" not in answer
+    assert answer["Body"] == EVENT
+    [entry] = record(server)
+    assert entry["function"] == FUNCTION
+    assert entry["trigger_source"] == "PostAuthentication_Authentication"
+    assert entry["user_id"] == "abc-123"
+    assert entry["function_error"] is None
+
+
+def test_the_function_timeout_is_enforced(serve: Any) -> None:
+    server = serve(lambda event, context: time.sleep(3))
+    started = time.monotonic()
+    answer = invoke()
+    assert time.monotonic() - started < 2
+    assert answer["FunctionError"] == "Unhandled"
+    assert answer["Body"]["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 0.50 seconds" in answer["Body"]["errorMessage"]
+    [entry] = record(server)
+    assert entry["function_error"] == "Unhandled"
+    assert entry["error_type"] == "Sandbox.Timedout"
+
+
+def test_an_exception_is_answered_as_an_unhandled_function_error(serve: Any) -> None:
+    def broken(event: Any, context: Any) -> Any:
+        raise ValueError("boom")
+
+    serve(broken)
+    answer = invoke()
+    assert answer["FunctionError"] == "Unhandled"
+    assert answer["Body"]["errorType"] == "ValueError"
+    assert answer["Body"]["errorMessage"] == "boom"
+
+
+def test_the_handler_gets_a_lambda_like_context(serve: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    def handler(event: Any, context: Any) -> Any:
+        seen["name"] = context.function_name
+        seen["remaining"] = context.get_remaining_time_in_millis()
+        return event
+
+    serve(handler)
+    invoke(f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}")
+    assert seen["name"] == FUNCTION
+    assert 0 < seen["remaining"] <= 500
+
+
+def test_an_unknown_function_is_not_found(serve: Any) -> None:
+    serve(lambda event, context: event)
+    with pytest.raises(ClientError) as raised:
+        invoke("some-other-function")
+    assert aws.error_code(raised.value) == "ResourceNotFoundException"
