@@ -21,6 +21,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from livekart_users.exceptions import WrongRegion
+
 DEFAULT_REGION = "us-east-1"
 
 # One attempt can take at most connect + read timeout; a new attempt starts only when that
@@ -53,6 +55,30 @@ T = TypeVar("T")
 def region() -> str:
     """The region from the environment (Lambda sets AWS_REGION), else the default."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def resolve_region(flag: str | None = None, user_pool_id: str | None = None) -> str:
+    """`--region` > AWS_REGION / AWS_DEFAULT_REGION / the profile's > the pool id's prefix.
+
+    A pool id names its region (`us-east-1_AbC123`): one from another region is an error here,
+    not a confusing "pool not found" later. Emulators (an AWS_ENDPOINT_URL_* override) use
+    their own pool ids and are not checked.
+    """
+    pool_region = user_pool_id.split("_", 1)[0] if user_pool_id and "_" in user_pool_id else None
+    chosen = (
+        flag
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or boto3.session.Session().region_name
+        or pool_region
+        or DEFAULT_REGION
+    )
+    emulated = os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER") or os.environ.get(
+        "AWS_ENDPOINT_URL"
+    )
+    if pool_region and pool_region != chosen and not emulated:
+        raise WrongRegion(user_pool_id or "", chosen)
+    return chosen
 
 
 def client(service: str, *, config: Config = CLI_CONFIG, region_name: str | None = None) -> Any:

@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from rich.console import Console
 
 from livekart_users import render
-from livekart_users.exceptions import LivekartUsersError
-
-# Records are wide: when output is not a terminal (make, CI logs), do not fold them to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """Library errors become one red line and exit status 1; tracebacks only with --debug."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (LivekartUsersError, ClientError, BotoCoreError) as exc:
-            if click.get_current_context().find_root().params.get("debug"):
-                raise
-            errors.print(f"[red]error:[/red] {_explain(exc)}", highlight=False)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found: configure a profile or set AWS_PROFILE"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', exc)}"
-    return str(exc)
+from livekart_users.clitools import F, console, friendly_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,6 +155,8 @@ def local_demo(directory: Path | None) -> None:
         "Stop the stack with [bold]livekart-users local down[/bold] (or `make local-down`)."
     )
 
+
+# --- command groups that live in their own modules -------------------------------------------
 
 if __name__ == "__main__":
     main()

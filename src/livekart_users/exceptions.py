@@ -38,3 +38,14 @@ class ServiceUnreachable(LivekartUsersError):
 
 class LocalStackError(LivekartUsersError):
     """The local stack could not start, or is not running."""
+
+
+class WrongRegion(LivekartUsersError):
+    """The user pool id belongs to another region than the one in use."""
+
+    def __init__(self, user_pool_id: str, region: str) -> None:
+        pool_region = user_pool_id.split("_", 1)[0]
+        super().__init__(
+            f"user pool {user_pool_id} is in {pool_region}, but the region in use is {region}: "
+            f"pass --region {pool_region} (or set AWS_REGION={pool_region})"
+        )
