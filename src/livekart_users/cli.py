@@ -157,6 +157,16 @@ def local_demo(directory: Path | None) -> None:
 
 
 # --- command groups that live in their own modules -------------------------------------------
+from livekart_users.cli_deploy import attach, deploy, destroy  # noqa: E402
+
+main.add_command(deploy)
+main.add_command(destroy)
+main.add_command(attach)
+
+from livekart_users.cli_deploy_tools import package, template  # noqa: E402
+
+main.add_command(package)
+main.add_command(template)
 
 if __name__ == "__main__":
     main()

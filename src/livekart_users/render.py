@@ -86,3 +86,18 @@ def print_status(console: Console, status: Any) -> None:
             f"user pool [bold]{status.user_pool_id}[/bold], app client "
             f"[bold]{status.client_id}[/bold], table [bold]{status.table}[/bold]"
         )
+
+
+ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no change": "dim"}
+
+
+def plan_table(plan: Any, title: str) -> Table:
+    """A deploy or destroy plan: one row per step, with its reason."""
+    table = Table(title=title)
+    table.add_column("resource", overflow="fold")
+    table.add_column("action")
+    table.add_column("why", overflow="fold")
+    for step in plan.steps:
+        style = ACTION_STYLES.get(step.action, "")
+        table.add_row(step.resource, f"[{style}]{step.action}[/{style}]", step.reason)
+    return table

@@ -1,0 +1,202 @@
+"""`deploy`, `destroy` and `attach`: parse options, plan, show the plan, apply it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from livekart_users import aws, render
+from livekart_users.clitools import F, console, friendly_errors
+from livekart_users.deploy import executor, models, planner, pool
+from livekart_users.deploy.clients import Clients
+from livekart_users.deploy.models import Target
+
+
+def target_options(command: F) -> F:
+    options = [
+        click.option(
+            "--user-pool-id",
+            required=True,
+            envvar="LIVEKART_USER_POOL_ID",
+            help="The existing Cognito user pool, e.g. us-east-1_AbC123 "
+            "[env LIVEKART_USER_POOL_ID]",
+        ),
+        click.option(
+            "--region",
+            default=None,
+            help="Default: AWS_REGION, the profile's, or the pool id's prefix.",
+        ),
+        click.option(
+            "--table",
+            default=None,
+            envvar="USERS_TABLE",
+            help="[env USERS_TABLE; default livekart-users]",
+        ),
+        click.option(
+            "--function-name",
+            default=None,
+            envvar="LIVEKART_FUNCTION",
+            help=f"[env LIVEKART_FUNCTION; default {models.DEFAULT_FUNCTION}]",
+        ),
+        click.option(
+            "--role-name",
+            default=None,
+            envvar="LIVEKART_ROLE",
+            help=f"[env LIVEKART_ROLE; default {models.DEFAULT_ROLE}]",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _target(
+    clients: Clients,
+    user_pool_id: str,
+    table: str | None,
+    function_name: str | None,
+    role_name: str | None,
+    **settings: Any,
+) -> Target:
+    chosen: dict[str, Any] = {"table": table, "function": function_name, "role": role_name}
+    chosen.update(settings)
+    return Target(
+        user_pool_id=user_pool_id,
+        region=clients.region,
+        account=clients.account(),
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
+
+
+def _clients(region: str | None, user_pool_id: str) -> Clients:
+    return Clients.create(aws.resolve_region(region, user_pool_id))
+
+
+@click.command()
+@target_options
+@click.option(
+    "--architecture", type=click.Choice(["arm64", "x86_64"]), default="arm64", show_default=True
+)
+@click.option(
+    "--log-retention-days", type=int, default=models.LOG_RETENTION_DAYS, show_default=True
+)
+@click.option(
+    "--extra-fields",
+    default=None,
+    envvar="USERS_EXTRA_FIELDS",
+    metavar="JSON",
+    help="Extra record fields with defaults [env USERS_EXTRA_FIELDS]",
+)
+@click.option("--alarm-topic-arn", default=None, help="SNS topic the failed-write alarm notifies.")
+@click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@friendly_errors
+def deploy(
+    user_pool_id: str, region: str | None, force: bool, dry_run: bool, **options: Any
+) -> None:
+    """Deploy the trigger onto an existing user pool: table, role, function, permission,
+    alarm and the pool's Post Confirmation / Post Authentication triggers.
+
+    Safe on a production pool: every other pool setting is sent back unchanged, and a trigger
+    slot that holds another function is left alone unless --force. Run it again any time:
+    a second deploy plans no changes."""
+    clients = _clients(region, user_pool_id)
+    target = _target(clients, user_pool_id, **options)
+    with console.status("reading what exists…"):
+        plan = planner.plan_deploy(target, clients, force=force)
+    _run(plan, clients, dry_run, "deploy")
+    if plan.refused:
+        console.print(
+            f"[yellow]Not replaced:[/yellow] {', '.join(sorted(plan.refused))}. To "
+            f"replace: livekart-users deploy --user-pool-id {user_pool_id} --force"
+        )
+
+
+@click.command()
+@target_options
+@click.option(
+    "--delete-table",
+    is_flag=True,
+    help="Also delete the table and every user record in it (asks you to type its name).",
+)
+@click.option("--delete-logs", is_flag=True, help="Also delete the function's log group.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@friendly_errors
+def destroy(
+    user_pool_id: str,
+    region: str | None,
+    delete_table: bool,
+    delete_logs: bool,
+    dry_run: bool,
+    **options: Any,
+) -> None:
+    """Undo deploy: detach our triggers (every other setting and trigger stays) and remove the
+    permission, alarm, function and role tagged as ours. The table (user data) and the log
+    group are kept unless asked."""
+    clients = _clients(region, user_pool_id)
+    target = _target(clients, user_pool_id, **options)
+    if delete_table and not dry_run:
+        typed = click.prompt(
+            f"This deletes every user record in {target.table}. Type the table name to confirm",
+            default="",
+            show_default=False,
+        )
+        if typed != target.table:
+            raise click.ClickException("the name did not match: nothing was changed")
+    with console.status("reading what exists…"):
+        plan = planner.plan_destroy(
+            target, clients, delete_table=delete_table, delete_logs=delete_logs
+        )
+    _run(plan, clients, dry_run, "destroy")
+
+
+@click.command()
+@click.option("--user-pool-id", required=True, envvar="LIVEKART_USER_POOL_ID")
+@click.option(
+    "--function-name",
+    default=models.DEFAULT_FUNCTION,
+    envvar="LIVEKART_FUNCTION",
+    show_default=True,
+)
+@click.option("--region", default=None)
+@click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
+@friendly_errors
+def attach(user_pool_id: str, function_name: str, region: str | None, force: bool) -> None:
+    """Point the pool's Post Confirmation and Post Authentication triggers at the function,
+    sending every other pool setting back unchanged (the step CloudFormation cannot do)."""
+    clients = _clients(region, user_pool_id)
+    target = Target(
+        user_pool_id=user_pool_id,
+        region=clients.region,
+        account=clients.account(),
+        function=function_name,
+    )
+    changed = pool.attach(
+        clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS, force=force
+    )
+    console.print(
+        f"{', '.join(changed)} → {function_name}"
+        if changed
+        else "no change: both triggers already point at the function"
+    )
+
+
+def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None:
+    console.print(
+        render.plan_table(
+            plan, title=f"{verb} plan ({plan.target.region}, account {plan.target.account})"
+        )
+    )
+    if not plan.changes:
+        console.print("no changes")
+        return
+    if dry_run:
+        console.print(f"dry run: {len(plan.changes)} change(s) planned, nothing changed")
+        return
+    executor.apply(
+        plan,
+        clients,
+        report=lambda step: console.print(f"[green]✓[/green] {step.action} {step.resource}"),
+    )
+    console.print(f"{verb}: {len(plan.changes)} change(s) made")

@@ -1,0 +1,78 @@
+"""`livekart-users package` and `livekart-users template`: the artefacts for IaC teams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from livekart_users.clitools import console, friendly_errors
+
+DEFAULT_ZIP = Path("build") / "livekart-users-trigger.zip"
+
+
+@click.command("package")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_ZIP,
+    show_default=True,
+    help="Where to write the zip.",
+)
+@click.option(
+    "--architecture",
+    type=click.Choice(["arm64", "x86_64"]),
+    default="arm64",
+    show_default=True,
+    help="The function's architecture (the zip is pure Python: this checks it can run there).",
+)
+@click.option(
+    "--bundle-sdk/--no-bundle-sdk",
+    default=True,
+    show_default=True,
+    help="Carry the pinned boto3/botocore, or rely on the Lambda runtime's.",
+)
+@friendly_errors
+def package(output: Path, architecture: str, bundle_sdk: bool) -> None:
+    """Build the Lambda zip reproducibly and print its size and SHA-256."""
+    from livekart_users.deploy.package import build_zip
+
+    built = build_zip(architecture, bundle_sdk)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(built.data)
+    console.print(f"wrote {output} ({built.size:,} bytes, {built.size / 2**20:.1f} MiB)")
+    console.print(f"sha256      {built.sha256}")
+    console.print(f"CodeSha256  {built.code_sha256}")
+    console.print("contains    " + ", ".join(f"{n} {v}" for n, v in built.distributions))
+    console.print(
+        f"Upload it under a key of its own, e.g. [bold]aws s3 cp {output} "
+        f"s3://BUCKET/livekart-users/{built.sha256}.zip[/bold], and pass the bucket and key "
+        "to the template's CodeBucket and CodeKey.",
+        highlight=False,
+    )
+
+
+@click.command("template")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the template here instead of printing it.",
+)
+@friendly_errors
+def template(output: Path | None) -> None:
+    """Print (or write) the CloudFormation template: the same resources as deploy."""
+    from livekart_users.deploy import template as cfn
+
+    text = cfn.render()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    console.print(
+        f"wrote {output}; after creating the stack, run the command in its AttachCommand output",
+        highlight=False,
+    )

@@ -1,0 +1,163 @@
+"""The Lambda zip: the trigger's modules and their pure-Python dependencies, byte for byte
+reproducible.
+
+Stages: pick the files (our trigger modules, then each dependency's files as its installed
+RECORD lists them, each checked against the RECORD's hash so a locally edited site-packages
+cannot slip in) → write them in sorted order with fixed timestamps and permissions → hash.
+
+The pinned SDK is bundled (boto3, botocore and their dependencies at the versions installed
+from requirements.lock): what runs on Lambda is then exactly what the tests ran, and AWS
+recommends it because the runtime's boto3 version is unpublished and changes under a
+function. The handler's 2.5 s deadline does not depend on that choice: it is enforced by our
+own code (aws.call_within), whichever botocore runs.
+
+Only pure-Python distributions go in: the installed ones were built for this machine and this
+Python, not for Lambda's architecture and Python 3.13, so native code is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+
+import livekart_users
+from livekart_users.deploy.models import DEFAULT_ARCHITECTURE
+from livekart_users.exceptions import LivekartUsersError
+
+ARCHITECTURES = ("arm64", "x86_64")
+# What `livekart_users.triggers` imports, and nothing else: deploy, local and the CLI stay out
+# (tests/test_trigger_imports.py guards the import side, tests/test_package.py the zip).
+TRIGGER_MODULES = ("__init__", "aws", "exceptions", "schema", "table", "triggers")
+# aws-lambda-powertools and what it needs at run time, beside the SDK.
+DEPENDENCIES = ("aws-lambda-powertools", "typing-extensions")
+# The SDK and its dependencies: all of them or none, since a zip holding some (jmespath,
+# urllib3) beside the runtime's boto3 could shadow what that boto3 was released with.
+SDK = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
+# Zip timestamps cannot be earlier than 1980; any fixed value makes the bytes repeatable.
+EPOCH = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o100644  # a regular file, rw-r--r--: Lambda needs the code world-readable
+COMPRESS_LEVEL = 9
+_METADATA_KEPT = ("METADATA", "LICENSE", "NOTICE", "COPYING", "AUTHORS")
+
+
+class PackagingError(LivekartUsersError):
+    """The Lambda zip cannot be built from this environment."""
+
+
+@dataclass(frozen=True)
+class LambdaZip:
+    """A built zip and the hashes deploy and CloudFormation compare."""
+
+    data: bytes
+    architecture: str
+    bundle_sdk: bool
+    distributions: tuple[tuple[str, str], ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def code_sha256(self) -> str:
+        """As Lambda reports it (`CodeSha256`): the digest in base64."""
+        return code_sha256_b64(self.data)
+
+
+def code_sha256_b64(zip_bytes: bytes) -> str:
+    """Lambda's `CodeSha256` of a zip: base64 of its SHA-256 digest."""
+    return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode("ascii")
+
+
+@functools.lru_cache(maxsize=4)
+def build_zip(architecture: str = DEFAULT_ARCHITECTURE, bundle_sdk: bool = True) -> LambdaZip:
+    """The function's code as a zip (built once per process for each setting)."""
+    if architecture not in ARCHITECTURES:
+        raise PackagingError(
+            f"architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}"
+        )
+    files = dict(trigger_files())
+    names = DEPENDENCIES + (SDK if bundle_sdk else ())
+    versions = []
+    for name in names:
+        versions.append((name, metadata.version(name)))
+        files.update(distribution_files(name, architecture))
+    return LambdaZip(_write_zip(files), architecture, bundle_sdk, tuple(versions))
+
+
+def trigger_files() -> list[tuple[str, bytes]]:
+    """Our own modules the handler imports, from wherever the package is installed."""
+    root = Path(livekart_users.__file__).parent
+    return [(f"livekart_users/{m}.py", (root / f"{m}.py").read_bytes()) for m in TRIGGER_MODULES]
+
+
+def distribution_files(name: str, architecture: str) -> list[tuple[str, bytes]]:
+    """An installed distribution's files as its wheel had them: code, metadata and licences.
+
+    Raises PackagingError for native code (built for this machine, not for Lambda) and for a
+    file whose content no longer matches the hash pip recorded when installing it.
+    """
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        raise PackagingError(f"{name} is not installed: run `make bootstrap`") from None
+    label = f"{name} {dist.version}"
+    wheel = HeaderParser().parsestr(dist.read_text("WHEEL") or "")
+    tags = wheel.get_all("Tag") or []
+    if wheel.get("Root-Is-Purelib", "").lower() != "true" or not all(
+        tag.endswith("-none-any") for tag in tags
+    ):
+        raise PackagingError(
+            f"{label} is not pure Python (wheel tags {', '.join(tags) or 'unknown'}): the zip "
+            f"for {architecture} holds only pure-Python code, since what is installed here was "
+            "built for this machine and its Python, not for Lambda's"
+        )
+    if dist.files is None:
+        raise PackagingError(f"{label} has no RECORD of its files: reinstall it with pip")
+    out = []
+    for entry in dist.files:
+        path = PurePosixPath(str(entry))
+        if not _belongs_in_zip(path):
+            continue
+        data = Path(str(dist.locate_file(entry))).read_bytes()
+        if entry.hash is not None:
+            digest = base64.urlsafe_b64encode(hashlib.new(entry.hash.mode, data).digest())
+            if digest.rstrip(b"=").decode("ascii") != entry.hash.value:
+                raise PackagingError(
+                    f"{label}: {path} differs from the file its wheel installed; reinstall it "
+                    f"(pip install --force-reinstall --no-deps {name}=={dist.version})"
+                )
+        out.append((str(path), data))
+    return out
+
+
+def _belongs_in_zip(path: PurePosixPath) -> bool:
+    if ".." in path.parts or "__pycache__" in path.parts or path.suffix == ".pyc":
+        return False  # scripts outside site-packages; bytecode of this machine's Python
+    if not path.parts[0].endswith(".dist-info"):
+        return True
+    # Keep what identifies the package and its licence terms (Apache-2.0 asks for NOTICE),
+    # drop what describes this installation (RECORD, INSTALLER, REQUESTED, direct_url.json).
+    return path.parts[1] == "licenses" or path.name.upper().startswith(_METADATA_KEPT)
+
+
+def _write_zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for arcname in sorted(files):
+            info = zipfile.ZipInfo(arcname, date_time=EPOCH)
+            info.create_system = 3  # Unix, whatever machine builds it, so the mode applies
+            info.external_attr = FILE_MODE << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[arcname], compresslevel=COMPRESS_LEVEL)
+    return buffer.getvalue()

@@ -1,0 +1,232 @@
+"""The trigger's resources as a CloudFormation template, for teams that deploy with IaC.
+
+It is built from `deploy.models`, the same definitions `deploy` uses: the models are evaluated
+for a target whose names are `${Parameter}` placeholders, and every string holding one becomes
+a `Ref` or an `Fn::Sub`. So there is one statement of least privilege, not two.
+
+What the template cannot do: attach the trigger to a pool the stack does not own
+(CloudFormation has no resource for one setting of an existing pool, and `UpdateUserPool`
+resets what it is not sent). That step is `livekart-users attach`, printed in the outputs.
+The table is created only when asked (it may already exist) and is retained on delete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from livekart_users import __version__
+from livekart_users.deploy import models
+from livekart_users.deploy.package import ARCHITECTURES
+from livekart_users.table import DEFAULT_TABLE
+
+# CloudWatch Logs accepts only these retention periods.
+RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+CREATE_TABLE = "ShouldCreateTable"
+HAS_ALARM_TOPIC = "HasAlarmTopic"
+_PLACEHOLDERS = models.Target(
+    user_pool_id="${UserPoolId}",
+    region="${AWS::Region}",
+    account="${AWS::AccountId}",
+    table="${TableName}",
+    function="${FunctionName}",
+    role="${RoleName}",
+    architecture="${Architecture}",
+    alarm_topic_arn="${AlarmTopicArn}",
+)
+_WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
+_NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def attach_command() -> str:
+    """The step the stack cannot take, with `Fn::Sub` placeholders."""
+    return (
+        "livekart-users attach --user-pool-id ${UserPoolId} --function-name ${FunctionName} "
+        "--region ${AWS::Region}"
+    )
+
+
+def build() -> dict[str, Any]:
+    """The template as a dictionary."""
+    target = _PLACEHOLDERS
+    tags = [{"Key": models.OWNER_TAG[0], "Value": models.OWNER_TAG[1]}]
+    function = {
+        **_cfn(models.function_settings(target)),
+        "FunctionName": {"Ref": "FunctionName"},
+        "Description": "livekart-users: Cognito -> DynamoDB users table",
+        "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+        "Architectures": [{"Ref": "Architecture"}],
+        "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
+        "Tags": tags,
+    }
+    # Naming the table resource when the stack creates it orders the function after it.
+    function["Environment"]["Variables"]["USERS_TABLE"] = {
+        "Fn::If": [CREATE_TABLE, {"Ref": "UsersTable"}, {"Ref": "TableName"}]
+    }
+    permission = _cfn(models.invoke_permission(target))
+    del permission["StatementId"]  # CloudFormation names the statement itself
+    permission["FunctionName"] = {"Fn::GetAtt": ["Function", "Arn"]}
+    alarm = _cfn(models.alarm(target))
+    alarm["AlarmActions"] = {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": "AlarmTopicArn"}], _NO_VALUE]}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": (
+            f"livekart-users {__version__}: the Cognito trigger that keeps a DynamoDB users "
+            "table in step with a user pool. After the stack is created, attach it with the "
+            "AttachCommand output."
+        ),
+        "Parameters": _parameters(),
+        "Conditions": {
+            CREATE_TABLE: {"Fn::Equals": [{"Ref": "CreateTable"}, "yes"]},
+            HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
+        },
+        "Resources": {
+            "UsersTable": {
+                "Type": "AWS::DynamoDB::Table",
+                "Condition": CREATE_TABLE,
+                # The users' data outlives the stack: deleting or replacing it keeps the table.
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    **_cfn(models.table_spec(target)),
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                },
+            },
+            "LogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                # The logs go with the function; their retention period already bounds them.
+                "DeletionPolicy": "Delete",
+                "UpdateReplacePolicy": "Delete",
+                "Properties": {
+                    "LogGroupName": _cfn(target.log_group),
+                    "RetentionInDays": {"Ref": "LogRetentionDays"},
+                    "Tags": tags,
+                },
+            },
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": {"Ref": "RoleName"},
+                    "AssumeRolePolicyDocument": models.trust_policy(),
+                    "Policies": [
+                        {
+                            "PolicyName": models.POLICY_NAME,
+                            "PolicyDocument": _cfn(models.role_policy(target)),
+                        }
+                    ],
+                    "Tags": tags,
+                },
+            },
+            "Function": {
+                "Type": "AWS::Lambda::Function",
+                # Lambda would otherwise create the group itself, without a retention period.
+                "DependsOn": ["LogGroup"],
+                "Properties": function,
+            },
+            "CognitoInvokePermission": {
+                "Type": "AWS::Lambda::Permission",
+                "Properties": permission,
+            },
+            "FailedWritesAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": alarm},
+        },
+        "Outputs": {
+            "AttachCommand": {
+                "Description": "Run this once the stack is created: it attaches the trigger to "
+                "the pool, keeping every other pool setting",
+                "Value": {"Fn::Sub": attach_command()},
+            },
+            "FunctionArn": {"Value": {"Fn::GetAtt": ["Function", "Arn"]}},
+            "RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}},
+            "TableName": {"Value": {"Ref": "TableName"}},
+            "LogGroupName": {"Value": {"Ref": "LogGroup"}},
+        },
+    }
+
+
+def render() -> str:
+    """The template as JSON text."""
+    return json.dumps(build(), indent=2) + "\n"
+
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "CodeBucket": {
+            "Type": "String",
+            "Description": "S3 bucket holding the zip `livekart-users package` writes",
+        },
+        "CodeKey": {
+            "Type": "String",
+            "Description": "S3 key of the zip; a new key per build (its SHA-256, say) makes "
+            "CloudFormation update the code",
+        },
+        "UserPoolId": {
+            "Type": "String",
+            "Description": "The pool whose triggers may invoke the function",
+            "AllowedPattern": r"[\w-]+_[0-9a-zA-Z]+",
+        },
+        "CreateTable": {
+            "Type": "String",
+            "Description": "yes: create the users table (retained on delete); no: it exists",
+            "AllowedValues": ["yes", "no"],
+            "Default": "no",
+        },
+        "TableName": {
+            "Type": "String",
+            "Default": DEFAULT_TABLE,
+            "AllowedPattern": r"[a-zA-Z0-9_.-]{3,255}",
+        },
+        "FunctionName": {"Type": "String", "Default": models.DEFAULT_FUNCTION},
+        "RoleName": {"Type": "String", "Default": models.DEFAULT_ROLE},
+        "Architecture": {
+            "Type": "String",
+            "Default": models.DEFAULT_ARCHITECTURE,
+            "AllowedValues": list(ARCHITECTURES),
+        },
+        "LogRetentionDays": {
+            "Type": "Number",
+            "Default": models.LOG_RETENTION_DAYS,
+            "AllowedValues": list(RETENTION_DAYS),
+        },
+        "AlarmTopicArn": {
+            "Type": "String",
+            "Description": "SNS topic the failed-writes alarm notifies (empty: none)",
+            "Default": "",
+        },
+    }
+
+
+def _cfn(value: Any) -> Any:
+    """Placeholders to intrinsic functions: `${X}` alone is a Ref, inside text an Fn::Sub."""
+    if isinstance(value, dict):
+        return {key: _cfn(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_cfn(inner) for inner in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    value = value.replace("arn:aws:", "arn:${AWS::Partition}:")
+    whole = _WHOLE_REFERENCE.fullmatch(value)
+    return {"Ref": whole.group(1)} if whole else {"Fn::Sub": value}

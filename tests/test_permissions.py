@@ -1,0 +1,115 @@
+"""docs/permissions.md stays in step with the code.
+
+Each command runs on moto with every client recording the API calls it makes: a call the
+documented policy does not allow fails the test, and so does a documented action that the code
+never makes (or implies, like iam:PassRole).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livekart_users.deploy import executor, planner, pool
+from livekart_users.deploy.clients import Clients
+
+# The moto fixtures and the guide's setup are shared with the deploy tests.
+from .test_deploy import (  # noqa: F401
+    CODE,
+    clients,
+    guide_setup,
+    make_pool,
+    managed_policies,
+    target_for,
+)
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "permissions.md"
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "livekart_users"
+# IAM checks these without an API call of their own: passing the role to Lambda, and tags
+# given at creation.
+IMPLIED = {
+    "iam:PassRole",
+    "lambda:TagResource",
+    "logs:TagResource",
+    "cloudwatch:TagResource",
+    "dynamodb:TagResource",
+    "iam:TagRole",
+}
+PREFIX = {"monitoring": "cloudwatch"}
+FREE = {"sts:GetCallerIdentity"}
+
+
+def documented() -> dict[str, set[str]]:
+    """Command → the actions its policy in docs/permissions.md allows."""
+    text = DOC.read_text()
+    policies: dict[str, set[str]] = {}
+    for command, block in re.findall(r"^## (\S+)\n.*?```json\n(.*?)```", text, re.S | re.M):
+        statements = json.loads(block)["Statement"]
+        policies[command] = {a for s in statements for a in s["Action"]}
+    return policies
+
+
+def record(clients: Clients) -> set[str]:
+    calls: set[str] = set()
+    for name in ("sts", "iam", "lambda_", "logs", "cloudwatch", "dynamodb", "cognito"):
+        client = getattr(clients, name)
+        prefix = client.meta.service_model.endpoint_prefix
+        prefix = PREFIX.get(prefix, prefix)
+
+        def seen(model: Any, prefix: str = prefix, **_: Any) -> None:
+            calls.add(f"{prefix}:{model.name}")
+
+        client.meta.events.register("before-call", seen)
+    return calls
+
+
+@pytest.fixture
+def recorded(clients: Clients) -> Iterator[tuple[Clients, set[str]]]:
+    yield clients, record(clients)
+
+
+def run_deploy(clients: Clients, pool_id: str) -> None:
+    executor.apply(
+        planner.plan_deploy(target_for(pool_id), clients, code=CODE), clients, sleep=lambda _: None
+    )
+
+
+COMMANDS: dict[str, Callable[[Clients, str], None]] = {
+    "deploy": run_deploy,
+    "destroy": lambda c, p: executor.apply(
+        planner.plan_destroy(target_for(p), c, delete_table=True, delete_logs=True), c
+    ),
+    "attach": lambda c, p: pool.attach(
+        c.cognito, p, target_for(p).function_arn, ("PostConfirmation", "PostAuthentication")
+    ),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_call_a_command_makes_is_documented(
+    command: str, recorded: tuple[Clients, set[str]], managed_policies: None
+) -> None:
+    clients_, calls = recorded
+    pool_id = make_pool(clients_)
+    if command == "deploy":
+        guide_setup(clients_, pool_id)  # the adopt path makes the most calls
+    else:
+        run_deploy(clients_, pool_id)
+    calls.clear()
+    COMMANDS[command](clients_, pool_id)
+    allowed = documented()[command]
+    assert calls - FREE <= allowed, f"undocumented: {sorted(calls - FREE - allowed)}"
+
+
+def test_every_documented_action_is_one_the_code_makes() -> None:
+    code = "\n".join(p.read_text() for p in SOURCE.rglob("*.py"))
+    for command, actions in documented().items():
+        for action in actions - IMPLIED:
+            operation = action.split(":", 1)[1]
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+            assert re.search(rf"\b{snake}\b", code), f"{command}: {action} is never called"

@@ -1,0 +1,171 @@
+"""The CloudFormation template: valid for cfn-lint, and the same resources and least privilege
+as `deploy` (deploy.models), checked by resolving it with sample parameter values."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+from click.testing import CliRunner
+
+from livekart_users.cli import main
+from livekart_users.deploy import models, template
+
+SAMPLE = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "eu-west-1",
+    "AWS::AccountId": "123456789012",
+    "UserPoolId": "eu-west-1_AbC123",
+    "TableName": "shop-users",
+    "FunctionName": "shop-users-trigger",
+    "RoleName": "shop-users-trigger-role",
+    "Architecture": "arm64",
+    "LogRetentionDays": "30",
+    "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms",
+    "CreateTable": "no",
+}
+TARGET = models.Target(
+    user_pool_id="eu-west-1_AbC123",
+    region="eu-west-1",
+    account="123456789012",
+    table="shop-users",
+    function="shop-users-trigger",
+    role="shop-users-trigger-role",
+    alarm_topic_arn="arn:aws:sns:eu-west-1:123456789012:alarms",
+)
+NO_VALUE = object()
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, Any]:
+    return template.build()
+
+
+def resolve(node: Any, parameters: dict[str, str], conditions: dict[str, Any]) -> Any:
+    """The template's value as CloudFormation would evaluate it with these parameters."""
+    if isinstance(node, list):
+        values = [resolve(item, parameters, conditions) for item in node]
+        return [v for v in values if v is not NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"}:
+        name = node["Ref"]
+        return NO_VALUE if name == "AWS::NoValue" else parameters.get(name, f"<{name}>")
+    if set(node) == {"Fn::Sub"}:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: parameters[m.group(1)], node["Fn::Sub"])
+    if set(node) == {"Fn::GetAtt"}:
+        return "<{}.{}>".format(*node["Fn::GetAtt"])
+    if set(node) == {"Fn::If"}:
+        condition, then, otherwise = node["Fn::If"]
+        chosen = then if is_true(conditions[condition], parameters) else otherwise
+        return resolve(chosen, parameters, conditions)
+    values = {key: resolve(value, parameters, conditions) for key, value in node.items()}
+    return {key: value for key, value in values.items() if value is not NO_VALUE}
+
+
+def is_true(condition: dict[str, Any], parameters: dict[str, str]) -> bool:
+    if "Fn::Not" in condition:
+        return not is_true(condition["Fn::Not"][0], parameters)
+    left, right = (resolve(side, parameters, {}) for side in condition["Fn::Equals"])
+    return bool(left == right)
+
+
+def properties(built: dict[str, Any], resource: str, **changes: str) -> Any:
+    parameters = {**SAMPLE, **changes}
+    return resolve(built["Resources"][resource]["Properties"], parameters, built["Conditions"])
+
+
+def test_cfn_lint_finds_nothing_not_even_informational() -> None:
+    config = ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
+    assert [str(match) for match in lint(template.render(), config=config)] == []
+
+
+def test_the_role_may_do_exactly_what_models_role_policy_allows(built: dict[str, Any]) -> None:
+    role = properties(built, "Role")
+    assert role["AssumeRolePolicyDocument"] == models.trust_policy()
+    [policy] = role["Policies"]
+    assert policy["PolicyName"] == models.POLICY_NAME
+    assert models.normalise_policy(policy["PolicyDocument"]) == models.normalise_policy(
+        models.role_policy(TARGET)
+    )
+
+
+def test_no_policy_allows_a_wildcard_action(built: dict[str, Any]) -> None:
+    actions = re.findall(r'"(?:Not)?Action": (\[[^\]]*\]|"[^"]*")', json.dumps(built))
+    assert actions
+    for action in actions:
+        assert "*" not in action
+
+
+def test_cognito_may_invoke_only_from_the_pool_of_this_account(built: dict[str, Any]) -> None:
+    permission = properties(built, "CognitoInvokePermission")
+    expected = models.invoke_permission(TARGET)
+    del expected["StatementId"]
+    assert permission == {**expected, "FunctionName": "<Function.Arn>"}
+
+
+def test_the_table_is_retained_and_created_only_when_asked(built: dict[str, Any]) -> None:
+    table = built["Resources"]["UsersTable"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert built["Parameters"]["CreateTable"]["Default"] == "no"
+    condition = built["Conditions"][table["Condition"]]
+    assert is_true(condition, {**SAMPLE, "CreateTable": "yes"})
+    assert not is_true(condition, SAMPLE)
+    props = properties(built, "UsersTable")
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["DeletionProtectionEnabled"] is True
+    spec = models.table_spec(TARGET)
+    assert {k: v for k, v in props.items() if k in spec} == spec
+
+
+def test_the_function_is_configured_as_deploy_configures_it(built: dict[str, Any]) -> None:
+    function = properties(built, "Function")
+    assert function["FunctionName"] == TARGET.function
+    assert function["Code"] == {"S3Bucket": "<CodeBucket>", "S3Key": "<CodeKey>"}
+    assert built["Resources"]["Function"]["DependsOn"] == ["LogGroup"]
+    expected = {**models.function_settings(TARGET), "Role": "<Role.Arn>"}
+    assert {k: v for k, v in function.items() if k in expected} == expected
+    # When the stack creates the table, the function names it (and so waits for it).
+    created = properties(built, "Function", CreateTable="yes")
+    assert created["Environment"]["Variables"]["USERS_TABLE"] == "<UsersTable>"
+
+
+def test_logs_are_kept_for_the_retention_period(built: dict[str, Any]) -> None:
+    logs = properties(built, "LogGroup")
+    assert logs["LogGroupName"] == TARGET.log_group
+    assert logs["RetentionInDays"] == "30"
+    assert built["Parameters"]["LogRetentionDays"]["Default"] == models.LOG_RETENTION_DAYS
+
+
+def test_the_alarm_is_the_models_alarm_with_or_without_a_topic(built: dict[str, Any]) -> None:
+    assert properties(built, "FailedWritesAlarm") == models.alarm(TARGET)
+    without = models.Target(**{**vars(TARGET), "alarm_topic_arn": None})
+    expected = {k: v for k, v in models.alarm(without).items() if k != "AlarmActions"}
+    assert properties(built, "FailedWritesAlarm", AlarmTopicArn="") == expected
+
+
+def test_the_outputs_print_the_exact_attach_command(built: dict[str, Any]) -> None:
+    command = resolve(built["Outputs"]["AttachCommand"]["Value"], SAMPLE, {})
+    assert command == (
+        "livekart-users attach --user-pool-id eu-west-1_AbC123 "
+        "--function-name shop-users-trigger --region eu-west-1"
+    )
+    # ...and the CLI takes exactly those options.
+    args = command.split()[1:]
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+
+
+def test_template_command_prints_or_writes_the_template(tmp_path: Path) -> None:
+    printed = CliRunner().invoke(main, ["template"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == template.build()
+    path = tmp_path / "cfn" / "livekart-users.json"
+    written = CliRunner().invoke(main, ["template", "--output", str(path)])
+    assert written.exit_code == 0, written.output
+    assert path.read_text() == template.render()
+    assert "AttachCommand" in written.output
