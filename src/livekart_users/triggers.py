@@ -128,12 +128,13 @@ def _dispatch(event: Any, context: Any, log: dict[str, Any]) -> str:
         log["role_assigned"] = schema.CUSTOMER
 
     extra = _configured_extra_fields(log)
+    # The deadline starts before the client is built: a cold start's client build counts too.
+    deadline = aws.Deadline(_budget(context))
     table = _users_table(
         os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
         os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
         aws.region(),
     )
-    deadline = aws.Deadline(_budget(context))
     timestamp = schema.now()
 
     if source == AUTHENTICATION:
