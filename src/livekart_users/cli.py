@@ -157,6 +157,10 @@ def local_demo(directory: Path | None) -> None:
 
 
 # --- command groups that live in their own modules -------------------------------------------
+from livekart_users.cli_doctor import doctor_command  # noqa: E402  (after main exists)
+
+main.add_command(doctor_command)
+
 from livekart_users.cli_deploy import attach, deploy, destroy  # noqa: E402
 
 main.add_command(deploy)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from livekart_users.doctor import Result
 
 RECORD_COLUMNS = (
     "user_id",
@@ -101,3 +105,90 @@ def plan_table(plan: Any, title: str) -> Table:
         style = ACTION_STYLES.get(step.action, "")
         table.add_row(step.resource, f"[{style}]{step.action}[/{style}]", step.reason)
     return table
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+DOCTOR_MARKS = {
+    "pass": "[green]✓ pass[/green]",
+    "warn": "[yellow]! warn[/yellow]",
+    "fail": "[red]✗ fail[/red]",
+    "skip": "[dim]- skip[/dim]",
+}
+
+
+def print_doctor(console: Console, results: Sequence[Result], heading: str) -> None:
+    """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal."""
+    table = Table(
+        title=escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
+    )
+    table.add_column("status", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("finding", overflow="fold")
+    for r in results:
+        finding = escape(r.finding) + (f"\n[bold]fix:[/bold] {escape(r.fix)}" if r.fix else "")
+        table.add_row(DOCTOR_MARKS[r.status], r.name, finding)
+    console.print(table, highlight=False)
+    counts = doctor_summary(results)
+    console.print(
+        ", ".join(f"{counts[s]} {s}" for s in ("fail", "warn", "pass", "skip") if counts[s]),
+        highlight=False,
+    )
+
+
+def doctor_summary(results: Iterable[Result]) -> dict[str, int]:
+    counts = dict.fromkeys(DOCTOR_MARKS, 0)
+    for r in results:
+        counts[str(r.status)] += 1
+    return counts
+
+
+def doctor_json(
+    results: Sequence[Result],
+    *,
+    exit_code: int,
+    target: Mapping[str, Any],
+    fixed: Iterable[Any] | None = None,
+    refused: Mapping[str, str] | None = None,
+) -> str:
+    """doctor's results for scripts and CI: stable keys, one object."""
+    document: dict[str, Any] = {
+        "exit_code": exit_code,
+        "status": "fail" if exit_code else "pass",
+        "target": dict(target),
+        "summary": doctor_summary(results),
+        "checks": [
+            {"name": r.name, "status": str(r.status), "finding": r.finding, "fix": r.fix}
+            for r in results
+        ],
+    }
+    if fixed is not None:
+        document["fixed"] = [
+            {"resource": s.resource, "action": s.action, "reason": s.reason} for s in fixed
+        ]
+        document["refused"] = dict(refused or {})
+    return to_json(document)
+
+
+def doctor_error_json(message: str) -> str:
+    return to_json({"exit_code": 2, "status": "error", "error": message})
+
+
+def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str, str]) -> None:
+    """What `doctor --fix` is about to change (deploy's plan), and what it will not touch."""
+    changes = [s for s in steps if s.action != "no change"]
+    table = Table(
+        title=f"--fix: {len(changes)} change(s), through deploy's plan",
+        title_justify="left",
+        box=None,
+        show_header=False,
+        pad_edge=False,
+    )
+    table.add_column("action", no_wrap=True)
+    table.add_column("resource", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for step in changes:
+        table.add_row(step.action, escape(step.resource), escape(step.reason))
+    for slot, arn in sorted(refused.items()):
+        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {escape(arn)}, another function")
+    console.print(table, highlight=False)
