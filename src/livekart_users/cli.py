@@ -142,7 +142,11 @@ def local_env(directory: Path | None) -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
 @friendly_errors
 def local_demo(directory: Path | None) -> None:
-    """Sign up, confirm and sign in sample users through Cognito; show their rows."""
+    """Sign up, confirm and sign in sample users through Cognito; show their rows.
+
+    Then create a user with AdminCreateUser (no trigger fires, so no row) and backfill its
+    row with `reconcile --apply`.
+    """
     from livekart_users.local import demo
 
     stack = _stack(directory)
@@ -151,6 +155,11 @@ def local_demo(directory: Path | None) -> None:
     console.print(f"find_by_email({result.lookup_email!r}) through the GSI email-index:")
     for row in result.found_by_email:
         console.print(render.record_detail(row, f"user {row['user_id']}"))
+    backfill = demo.backfill(stack, say=lambda line: console.print(f"• {line}"))
+    render.print_reconcile(console, backfill.report)
+    if backfill.after is not None:
+        title = f"{backfill.email}: row after reconcile"
+        console.print(render.record_detail(backfill.after, title))
     console.print(
         "Stop the stack with [bold]livekart-users local down[/bold] (or `make local-down`)."
     )
@@ -171,6 +180,11 @@ from livekart_users.cli_deploy_tools import package, template  # noqa: E402
 
 main.add_command(package)
 main.add_command(template)
+
+from livekart_users.cli_users import reconcile_command, users  # noqa: E402
+
+main.add_command(users)
+main.add_command(reconcile_command)
 
 if __name__ == "__main__":
     main()

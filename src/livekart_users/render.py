@@ -192,3 +192,202 @@ def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str,
     for slot, arn in sorted(refused.items()):
         table.add_row("[yellow]refused[/yellow]", slot, f"it runs {escape(arn)}, another function")
     console.print(table, highlight=False)
+
+
+# --- users and reconcile -------------------------------------------------------------------
+
+USER_COLUMNS = (
+    "user_id",
+    "email",
+    "name",
+    "role",
+    "status",
+    "emailVerified",
+    "lastLoginAt",
+)
+
+
+def to_json_line(value: Any) -> str:
+    """One compact line of JSON (JSON Lines, for scripts)."""
+    return json.dumps(json.loads(to_json(value)), separators=(",", ":"), sort_keys=True)
+
+
+def data_cell(value: Any) -> str:
+    """`cell`, with the user's own text escaped: a name like "[bold]" is not markup."""
+    from rich.markup import escape as escape_markup
+
+    if value is None or isinstance(value, bool):
+        return cell(value)
+    return escape_markup(cell(value))
+
+
+def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
+    """Users as rows of a table, with the same columns whatever the rows hold."""
+    table = Table(title=title)
+    for column in USER_COLUMNS:
+        table.add_column(column, overflow="fold", no_wrap=column == "user_id")
+    for row in rows:
+        table.add_row(
+            *[data_cell(row.get(c)) if c in row else "[dim]-[/dim]" for c in USER_COLUMNS]
+        )
+    return table
+
+
+def user_detail(record: Mapping[str, Any], title: str) -> Table:
+    """Every attribute of one user's row."""
+    table = Table(title=title)
+    table.add_column("attribute")
+    table.add_column("value", overflow="fold")
+    for key in sorted(record):
+        table.add_row(data_cell(key), data_cell(record[key]))
+    return table
+
+
+def print_users(console: Console, rows: Iterable[Mapping[str, Any]], chunk: int = 100) -> int:
+    """Print users as they come, `chunk` to a table (never all in memory); how many."""
+    shown = 0
+    batch: list[Mapping[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == chunk:
+            console.print(users_table(batch, f"users {shown + 1} to {shown + len(batch)}"))
+            shown += len(batch)
+            batch = []
+    if batch:
+        title = f"users {shown + 1} to {shown + len(batch)}" if shown else None
+        console.print(users_table(batch, title))
+        shown += len(batch)
+    return shown
+
+
+class ReconcileProgress:
+    """Progress bars for a reconcile on a terminal; does nothing when not enabled."""
+
+    LABELS: Mapping[str, str] = {
+        "table": "reading the table",
+        "pool": "listing the pool",
+        "writes": "writes done",
+        "settle": "users held back",
+        "orphans": "checking orphans",
+    }
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.enabled = enabled
+        self._tasks: dict[str, Any] = {}
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not enabled,
+        )
+
+    def __enter__(self) -> ReconcileProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, event: Any) -> None:
+        """Show a `reconcile.ProgressEvent`."""
+        task = self._tasks.get(event.phase)
+        total = event.total if event.total is None else max(event.total, event.done)
+        if task is None:
+            label = self.LABELS.get(event.phase, event.phase)
+            self._tasks[event.phase] = self._progress.add_task(
+                label, total=total, completed=event.done
+            )
+        else:
+            self._progress.update(task, completed=event.done, total=total)
+
+    def paused(self, ask: Any) -> Any:
+        """Run `ask()` (a question to the user) with the bars out of the way."""
+        self._progress.stop()
+        try:
+            return ask()
+        finally:
+            if self.enabled:
+                self._progress.start()
+
+
+def _outcome(report: Any, category: str) -> str:
+    """What an applied run did about one category."""
+    if category == "to create":
+        done = f"created {report.created}"
+        if report.already_existed:
+            done += f", {report.already_existed} already existed (a sign-in got there first)"
+        return done
+    if category == "to refresh":
+        done = f"refreshed {report.refreshed}"
+        if report.changed_since_read:
+            done += f", {report.changed_since_read} skipped: changed since read (next run)"
+        return done
+    if category == "orphan":
+        if report.orphans_deleted or report.orphans_kept:
+            return f"deleted {report.orphans_deleted}, kept {report.orphans_kept}"
+        return "reported only (--delete-orphans to delete)"
+    if category == "moved":
+        return "reported only: app data is not moved"
+    if category == "unconfirmed":
+        return "left alone: the trigger writes the row at confirmation"
+    return "reported only"
+
+
+def reconcile_summary(report: Any) -> Table:
+    """The counts of a reconcile (a `reconcile.Report`), and what was done about each."""
+    mode = "applied" if report.applied else "dry run: nothing changed"
+    pool, name = data_cell(report.user_pool_id), data_cell(report.table)
+    table = Table(title=f"reconcile {pool} ↔ {name} ({mode})")
+    table.add_column("category")
+    table.add_column("count", justify="right")
+    if report.applied:
+        table.add_column("done")
+    for category, count in report.counts().items():
+        cells = [category, str(count)]
+        if report.applied:
+            cells.append(_outcome(report, category) if count else "")
+        table.add_row(*cells)
+    table.add_row("[dim]in step[/dim]", f"[dim]{report.in_step}[/dim]", *([""] * report.applied))
+    return table
+
+
+def reconcile_examples(report: Any) -> Table | None:
+    """Some users or rows of each category, by id; None when there are none."""
+    if not report.examples:
+        return None
+    table = Table(title="examples")
+    table.add_column("category")
+    table.add_column("user_id", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for example in report.examples:
+        table.add_row(example.category, data_cell(example.user_id), data_cell(example.detail))
+    return table
+
+
+def print_reconcile(console: Console, report: Any) -> None:
+    console.print(reconcile_summary(report))
+    examples = reconcile_examples(report)
+    if examples is not None:
+        console.print(examples)
+    console.print(
+        f"{report.rows} rows read in {report.table_seconds:.1f} s; {report.pool_users} users "
+        f"listed in {report.pool_seconds:.1f} s ({report.list_requests} ListUsers "
+        f"request{'' if report.list_requests == 1 else 's'}, "
+        f"at most {report.rate:g}/s); {report.retries} retries after throttling or errors; "
+        f"{report.seconds:.1f} s in all"
+    )
+    if not report.applied and (report.to_create or report.to_refresh):
+        console.print("Nothing was changed: run again with [bold]--apply[/bold] to heal the table.")

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from livekart_users import schema
 from livekart_users.aws import Deadline, call_within, error_code
-from livekart_users.exceptions import TableNotFound
+from livekart_users.exceptions import InvalidRecord, TableNotFound
 
 DEFAULT_TABLE = "livekart-users"
 EMAIL_INDEX = "email-index"
@@ -46,6 +46,17 @@ def from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def _condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def _unchanged_since_read(
+    read_updated_at: str | None, names: dict[str, str], values: dict[str, Any]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition "the row exists and nothing wrote to it since it was read"."""
+    names = {**names, "#readUpdatedAt": "updatedAt"}
+    if read_updated_at is None:
+        return "attribute_exists(user_id) AND attribute_not_exists(#readUpdatedAt)", names, values
+    values = {**values, ":readUpdatedAt": read_updated_at}
+    return "attribute_exists(user_id) AND #readUpdatedAt = :readUpdatedAt", names, values
 
 
 class UsersTable:
@@ -203,6 +214,163 @@ class UsersTable:
         """Every row, one at a time."""
         for page in self.pages(page_size):
             yield from page
+
+    def scan_where(
+        self, *, role: str | None = None, status: str | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every row with this role and/or status, one at a time, a page of the table at a time.
+
+        The filter runs in DynamoDB, but a scan still reads the whole table: stop iterating as
+        soon as you have enough.
+        """
+        tests: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for field, wanted in (("role", role), ("status", status)):
+            if wanted is not None:
+                names[f"#{field}"] = field
+                values[f":{field}"] = wanted
+                tests.append(f"#{field} = :{field}")
+        kwargs: dict[str, Any] = {"TableName": self.name, "Limit": page_size}
+        if tests:
+            kwargs["FilterExpression"] = " AND ".join(tests)
+            kwargs["ExpressionAttributeNames"] = names
+            kwargs["ExpressionAttributeValues"] = to_dynamo(values)
+        try:
+            while True:
+                answer = self.client.scan(**kwargs)
+                for item in answer.get("Items", []):
+                    yield from_dynamo(item)
+                if "LastEvaluatedKey" not in answer:
+                    return
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+
+    # --- what an administrator changes -------------------------------------------------
+
+    def set_role(
+        self, user_id: str, role: str, *, timestamp: str | None = None
+    ) -> dict[str, Any] | None:
+        """Give the user `role`; the row as it is now, or None when there is no row.
+
+        Becoming a vendor adds the vendor fields with their defaults where they are absent;
+        leaving keeps them (they are the app's data). Nothing else changes but `updatedAt`.
+        """
+        if role not in schema.ROLES:
+            raise InvalidRecord([f"role: must be one of {', '.join(sorted(schema.ROLES))}"])
+        defaults = schema.VENDOR_DEFAULTS if role == schema.VENDOR else {}
+        return self._admin_update(user_id, {"role": role}, defaults, timestamp)
+
+    def set_status(
+        self, user_id: str, status: str, *, timestamp: str | None = None
+    ) -> dict[str, Any] | None:
+        """Mark the user `active` or `suspended` in the table (Cognito is not touched).
+
+        The row as it is now, or None when there is no row.
+        """
+        if status not in schema.STATUSES:
+            raise InvalidRecord([f"status: must be one of {', '.join(sorted(schema.STATUSES))}"])
+        return self._admin_update(user_id, {"status": status}, {}, timestamp)
+
+    def _admin_update(
+        self,
+        user_id: str,
+        fields: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        timestamp: str | None,
+    ) -> dict[str, Any] | None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        changes = {**fields, "updatedAt": timestamp or schema.now()}
+        for i, (field, value) in enumerate(changes.items()):
+            names[f"#f{i}"] = field
+            values[f":v{i}"] = value
+            sets.append(f"#f{i} = :v{i}")
+        for i, (field, value) in enumerate(defaults.items()):
+            names[f"#d{i}"] = field
+            values[f":d{i}"] = value
+            sets.append(f"#d{i} = if_not_exists(#d{i}, :d{i})")
+        try:
+            answer = self.client.update_item(
+                TableName=self.name,
+                Key=to_dynamo({"user_id": user_id}),
+                UpdateExpression="SET " + ", ".join(sets),
+                # Without it, UpdateItem would create a row holding nothing but these fields.
+                ConditionExpression="attribute_exists(user_id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return None
+            raise self._translated(exc) from exc
+        return from_dynamo(answer.get("Attributes", {}))
+
+    # --- what reconcile changes --------------------------------------------------------
+
+    def refresh_identity(
+        self,
+        user_id: str,
+        identity: Mapping[str, Any],
+        *,
+        read_updated_at: str | None,
+        timestamp: str,
+    ) -> bool:
+        """Write Cognito's identity attributes (`schema.identity`) and `updatedAt` into the row.
+
+        Only if the row still exists and its `updatedAt` is still `read_updated_at` (None: it
+        had none), i.e. nothing wrote to it since it was read; True when it was written. Never
+        touches `lastLoginAt` (this is not a sign-in) or any app-owned field.
+        """
+        names: dict[str, str] = {"#updatedAt": "updatedAt"}
+        values: dict[str, Any] = {":updatedAt": timestamp}
+        sets = ["#updatedAt = :updatedAt"]
+        for i, field in enumerate(schema.IDENTITY_FIELDS):
+            if field in identity:
+                names[f"#f{i}"] = field
+                values[f":v{i}"] = identity[field]
+                sets.append(f"#f{i} = :v{i}")
+        expression = "SET " + ", ".join(sets)
+        if "email" not in identity:
+            names["#email"] = "email"
+            expression += " REMOVE #email"
+        condition, names, values = _unchanged_since_read(read_updated_at, names, values)
+        try:
+            self.client.update_item(
+                TableName=self.name,
+                Key=to_dynamo({"user_id": user_id}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
+
+    def delete_if_unchanged(self, user_id: str, *, read_updated_at: str | None) -> bool:
+        """Delete the row if its `updatedAt` is still `read_updated_at`; True when deleted."""
+        condition, names, values = _unchanged_since_read(read_updated_at, {}, {})
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": to_dynamo({"user_id": user_id}),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = to_dynamo(values)
+        try:
+            self.client.delete_item(**kwargs)
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
 
     # --- the table itself --------------------------------------------------------------
 

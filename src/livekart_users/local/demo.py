@@ -126,3 +126,54 @@ def _sub(cognito: Any, pool_id: str | None, username: str) -> str:
     user = cognito.admin_get_user(UserPoolId=pool_id, Username=username)
     attributes = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
     return str(attributes["sub"])
+
+
+# --- the backfill: a user made by an administrator gets a row from reconcile ----------------
+
+# AdminCreateUser never fires Post Confirmation: this user has no row until reconcile.
+ADMIN_CREATED_USER = DemoUser("ops@bazaar.example", "vendor", name="Bazaar Ops")
+
+
+@dataclass
+class BackfillResult:
+    email: str
+    user_id: str
+    created_now: bool
+    before: dict[str, Any] | None
+    report: Any  # reconcile.Report
+    after: dict[str, Any] | None
+
+
+def backfill(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> BackfillResult:
+    """Create a user with AdminCreateUser (no trigger, no row), then reconcile --apply."""
+    from livekart_users import reconcile
+
+    status = stack.status()
+    stack.use()
+    cognito = aws.client("cognito-idp")
+    user = ADMIN_CREATED_USER
+    try:
+        cognito.admin_create_user(
+            UserPoolId=status.user_pool_id,
+            Username=user.email,
+            UserAttributes=user.attributes(),
+            TemporaryPassword=DEMO_PASSWORD,
+            MessageAction="SUPPRESS",
+        )
+        fresh = True
+        say(f"{user.email}: created by an administrator (AdminCreateUser): no trigger fires")
+    except ClientError as exc:
+        if aws.error_code(exc) != "UsernameExistsException":
+            raise
+        fresh = False
+        say(f"{user.email}: created by an administrator earlier")
+    sub = _sub(cognito, status.user_pool_id, user.email)
+    table = UsersTable(aws.client("dynamodb"), stack.settings.table)
+    before = table.get(sub)
+    say(f"{user.email}: row before reconcile: {'present' if before else 'none'}")
+    say(f"livekart-users reconcile --user-pool-id {status.user_pool_id} --apply")
+    pool_client, dynamodb = reconcile.clients(aws.region())
+    report = reconcile.reconcile(
+        pool_client, UsersTable(dynamodb, table.name), str(status.user_pool_id), apply=True
+    )
+    return BackfillResult(user.email, sub, fresh, before, report, table.get(sub))

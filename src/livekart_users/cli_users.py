@@ -1,0 +1,269 @@
+"""The `users` and `reconcile` commands: parse, call the library, render. No logic here."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from livekart_users import aws, render, schema
+from livekart_users.clitools import F, console, errors, friendly_errors
+from livekart_users.table import DEFAULT_TABLE, UsersTable
+
+
+def table_options(command: F) -> F:
+    options = [
+        click.option(
+            "--table",
+            envvar="USERS_TABLE",
+            default=DEFAULT_TABLE,
+            show_default=True,
+            help="The users table [env USERS_TABLE].",
+        ),
+        click.option(
+            "--region", default=None, help="AWS region [env AWS_REGION; default us-east-1]."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def json_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def _table(table: str, region: str | None) -> UsersTable:
+    return UsersTable(aws.client("dynamodb", region_name=aws.resolve_region(region)), table)
+
+
+def _not_found(message: str) -> None:
+    from rich.markup import escape
+
+    errors.print(f"[red]not found:[/red] {escape(message)}", highlight=False)
+    sys.exit(1)
+
+
+def _show_row(row: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        click.echo(render.to_json(row))
+    else:
+        console.print(render.user_detail(row, title))
+
+
+# --- users -------------------------------------------------------------------------------
+
+
+@click.group()
+def users() -> None:
+    """Look users up in the table, and change their role or status.
+
+    These commands read and write the DynamoDB table only, never Cognito.
+    """
+
+
+@users.command("get")
+@click.argument("user_id")
+@table_options
+@json_option("Print the row as JSON.")
+@friendly_errors
+def users_get(user_id: str, table: str, region: str | None, as_json: bool) -> None:
+    """Show one user's row by user id (the Cognito sub). Exit status 1 when there is none."""
+    row = _table(table, region).get(user_id)
+    if row is None:
+        _not_found(f"no user with id {user_id!r} in table {table!r}")
+        return
+    _show_row(row, as_json, f"user {user_id}")
+
+
+@users.command("find")
+@click.option("--email", required=True, metavar="ADDRESS", help="The address (any case).")
+@table_options
+@json_option("Print the rows as JSON Lines.")
+@friendly_errors
+def users_find(email: str, table: str, region: str | None, as_json: bool) -> None:
+    """Find users by email through the email-index GSI (eventually consistent).
+
+    The address is lower-cased, as it is stored. Exit status 1 when no row has it.
+    """
+    rows = _table(table, region).find_by_email(email)
+    if not rows:
+        _not_found(f"no user with email {email.strip().lower()!r} in table {table!r}")
+    elif as_json:
+        for row in rows:
+            click.echo(render.to_json_line(row))
+    else:
+        console.print(render.users_table(rows))
+
+
+@users.command("list")
+@click.option("--role", type=click.Choice(sorted(schema.ROLES)), help="Only users of this role.")
+@click.option(
+    "--status", type=click.Choice(sorted(schema.STATUSES)), help="Only users of this status."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many users.")
+@table_options
+@json_option("Print the rows as JSON Lines.")
+@friendly_errors
+def users_list(
+    role: str | None,
+    status: str | None,
+    limit: int | None,
+    table: str,
+    region: str | None,
+    as_json: bool,
+) -> None:
+    """List users, a page of the table at a time (the table is never loaded whole)."""
+    rows = _table(table, region).scan_where(role=role, status=status)
+    if limit is not None:
+        rows = itertools.islice(rows, limit)
+    if as_json:
+        for row in rows:
+            click.echo(render.to_json_line(row))
+    elif render.print_users(console, rows) == 0:
+        console.print("no users match")
+
+
+@users.command("set-role")
+@click.argument("user_id")
+@click.argument("role", type=click.Choice(sorted(schema.ROLES)))
+@table_options
+@json_option("Print the updated row as JSON.")
+@friendly_errors
+def users_set_role(user_id: str, role: str, table: str, region: str | None, as_json: bool) -> None:
+    """Set a user's role in the table (one conditional update; Cognito is not touched).
+
+    Becoming a vendor adds the vendor fields with their defaults where absent; leaving keeps
+    them. Only `role`, `updatedAt` and those defaults change.
+    """
+    row = _table(table, region).set_role(user_id, role)
+    if row is None:
+        _not_found(f"no user with id {user_id!r} in table {table!r}: nothing changed")
+        return
+    _show_row(row, as_json, f"user {user_id}: role is now {role}")
+
+
+def _status_command(name: str, status: str, summary: str) -> click.Command:
+    @click.argument("user_id")
+    @table_options
+    @json_option("Print the updated row as JSON.")
+    @friendly_errors
+    def command(user_id: str, table: str, region: str | None, as_json: bool) -> None:
+        row = _table(table, region).set_status(user_id, status)
+        if row is None:
+            _not_found(f"no user with id {user_id!r} in table {table!r}: nothing changed")
+            return
+        _show_row(row, as_json, f"user {user_id}: status is now {status}")
+
+    command.__doc__ = (
+        f"{summary}\n\nOne conditional update of the row's `status` and `updatedAt`. The table "
+        "only: Cognito's own enable/disable (AdminDisableUser) is not touched, so the user can "
+        "still sign in unless the app checks this status."
+    )
+    return users.command(name)(command)
+
+
+_status_command("suspend", "suspended", "Mark a user suspended in the table.")
+_status_command("activate", "active", "Mark a user active in the table.")
+
+
+# --- reconcile ---------------------------------------------------------------------------
+
+
+@click.command("reconcile")
+@click.option("--user-pool-id", required=True, metavar="POOL", help="The Cognito user pool.")
+@click.option("--apply", is_flag=True, help="Create and refresh rows (default: only report).")
+@click.option(
+    "--delete-orphans",
+    is_flag=True,
+    help="With --apply: delete rows whose Cognito user is gone, after a confirmation.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Delete orphans without asking.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.1, 30.0),
+    default=20.0,
+    show_default=True,
+    help="ListUsers requests per second. Cognito allows 30 per account and region, shared "
+    "with every other caller.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Writes in parallel (with --apply).",
+)
+@click.option(
+    "--examples",
+    type=click.IntRange(0, 1000),
+    default=10,
+    show_default=True,
+    help="Examples shown per category.",
+)
+@click.option(
+    "--extra-fields",
+    envvar="USERS_EXTRA_FIELDS",
+    default=None,
+    metavar="JSON",
+    help="Extra fields with defaults for the rows it creates, as the trigger has them "
+    "[env USERS_EXTRA_FIELDS].",
+)
+@table_options
+@json_option("Print the summary as JSON.")
+@friendly_errors
+def reconcile_command(
+    user_pool_id: str,
+    apply: bool,
+    delete_orphans: bool,
+    yes: bool,
+    rate: float,
+    concurrency: int,
+    examples: int,
+    extra_fields: str | None,
+    table: str,
+    region: str | None,
+    as_json: bool,
+) -> None:
+    """Compare the user pool with the table; with --apply, heal the table.
+
+    Creates the rows of confirmed users who have none (admin-created, older than the trigger,
+    or whose write failed) exactly as the trigger would, and refreshes identity attributes
+    that differ from Cognito, without touching app data or lastLoginAt. Reports rows whose
+    user is gone (orphans), users who came back with a new sub (moved), and unconfirmed
+    users. Safe to interrupt and to run again.
+    """
+    from livekart_users import reconcile
+
+    extra = schema.parse_extra_fields(extra_fields)
+    cognito, dynamodb = reconcile.clients(aws.resolve_region(region, user_pool_id), concurrency)
+    with render.ReconcileProgress(console, enabled=console.is_terminal and not as_json) as bars:
+
+        def confirm(count: int) -> bool:
+            if yes:
+                return True
+            if not sys.stdin.isatty():
+                return False  # no one to ask: keep them
+            question = f"Delete {count} orphan rows from {table}?"
+            return bool(bars.paused(lambda: click.confirm(question, default=False)))
+
+        report = reconcile.reconcile(
+            cognito,
+            UsersTable(dynamodb, table),
+            user_pool_id,
+            apply=apply,
+            delete_orphans=delete_orphans,
+            confirm_delete=confirm,
+            rate=rate,
+            concurrency=concurrency,
+            examples=examples,
+            extra_fields=extra,
+            on_progress=bars.update if bars.enabled else None,
+        )
+    if as_json:
+        click.echo(render.to_json(report.as_dict()))
+    else:
+        render.print_reconcile(console, report)
