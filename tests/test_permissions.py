@@ -87,7 +87,43 @@ def run_doctor(clients: Clients, pool_id: str) -> None:
     doctor.run(target_for(pool_id), clients)
 
 
+def prepare_reconcile(clients: Clients, pool_id: str) -> None:
+    """A user the trigger never saw, and a row whose user is gone."""
+    clients.dynamodb.put_item(TableName="livekart-users", Item={"user_id": {"S": "gone-user"}})
+    clients.cognito.admin_create_user(
+        UserPoolId=pool_id, Username="ops@bazaar.example", MessageAction="SUPPRESS"
+    )
+
+
+def run_reconcile(clients: Clients, pool_id: str) -> None:
+    from livekart_users.reconcile import reconcile
+    from livekart_users.table import UsersTable
+
+    table = UsersTable(clients.dynamodb, "livekart-users")
+    reconcile(
+        clients.cognito,
+        table,
+        pool_id,
+        apply=True,
+        delete_orphans=True,
+        confirm_delete=lambda count: True,
+    )
+
+
+def run_users(clients: Clients, pool_id: str) -> None:
+    from livekart_users.table import UsersTable
+
+    table = UsersTable(clients.dynamodb, "livekart-users")
+    table.get("someone")
+    table.find_by_email("someone@example.com")
+    list(table.scan_where(role="vendor"))
+    table.set_role("someone", "vendor")
+    table.set_status("someone", "suspended")
+
+
 COMMANDS: dict[str, Callable[[Clients, str], None]] = {
+    "reconcile": run_reconcile,
+    "users": run_users,
     "doctor": run_doctor,
     "deploy": run_deploy,
     "destroy": lambda c, p: executor.apply(
@@ -109,6 +145,8 @@ def test_every_call_a_command_makes_is_documented(
         guide_setup(clients_, pool_id)  # the adopt path and a broken setup read the most
     else:
         run_deploy(clients_, pool_id)
+    if command == "reconcile":
+        prepare_reconcile(clients_, pool_id)
     calls.clear()
     COMMANDS[command](clients_, pool_id)
     allowed = documented()[command]
