@@ -53,6 +53,55 @@ def silent_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
+def trickling_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An endpoint that answers one byte every 0.3 s: each read is well inside botocore's
+    read timeout, so only the trigger's own deadline can stop it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def trickle(connection: socket.socket) -> None:
+        with connection:
+            body = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b" " * 100000
+            for byte in body:
+                if stop.wait(0.3):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection = server.accept()[0]
+            except OSError:
+                continue
+            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("USERS_TABLE", "trickling")
+    yield
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_an_endpoint_that_trickles_its_answer_cannot_hold_the_trigger(
+    trickling_dynamodb: None, trigger_output: TriggerOutput
+) -> None:
+    elapsed = timed(load_event("post-confirmation-signup-customer"))
+    assert elapsed < BUDGET, f"returned after {elapsed:.2f} s"
+    [line] = trigger_output.logs()
+    assert line["outcome"] == "failed"
+    assert line["last_error_code"] == "AttemptTimedOut"
+
+
+@pytest.fixture
 def refused_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     """An endpoint where nothing listens."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{processes.free_port()}")

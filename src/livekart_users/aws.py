@@ -15,6 +15,8 @@ import os
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import boto3
@@ -124,6 +126,18 @@ class Deadline:
         return max(0.0, self._ends - self._clock())
 
 
+class AttemptTimedOut(Exception):
+    """An attempt was still running when its share of the deadline ran out."""
+
+
+# botocore's read timeout bounds each socket read, not the whole answer: an endpoint that
+# trickles bytes could hold a call for ever. So each attempt runs on a worker thread and is
+# waited for only as long as the deadline allows; one that overruns is abandoned (its thread
+# ends with botocore's own timeouts) and the handler returns on time. A small pool: a stuck
+# attempt must not cost a thread per invocation.
+_attempts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="livekart-users-attempt")
+
+
 def call_within(
     deadline: Deadline,
     operation: Callable[..., T],
@@ -135,14 +149,19 @@ def call_within(
 ) -> T:
     """Call `operation(**kwargs)`, retrying transient errors while the deadline allows.
 
-    Non-transient errors (a failed condition, say) are raised at once. Raises DeadlineExceeded
-    when no attempt is left that could finish in time.
+    An attempt starts only when `attempt_worst_case` is left, and is never waited for past
+    the deadline. Non-transient errors (a failed condition, say) are raised at once. Raises
+    DeadlineExceeded when no attempt is left that could finish in time.
     """
     last: BaseException | None = None
     backoff = 0.05
     while deadline.remaining() >= attempt_worst_case:
+        attempt = _attempts.submit(operation, **kwargs)
         try:
-            return operation(**kwargs)
+            return attempt.result(timeout=min(deadline.remaining(), attempt_worst_case))
+        except FutureTimeout:
+            attempt.cancel()
+            last = AttemptTimedOut()
         except (ClientError, BotoCoreError) as exc:
             if not is_retryable(exc):
                 raise
