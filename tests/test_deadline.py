@@ -6,10 +6,11 @@ The budget is 2.5 s; the design's worst case is about 2.0 s, which is the margin
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,55 +24,17 @@ from .conftest import TriggerOutput, load_event
 BUDGET = triggers.BUDGET_SECONDS
 
 
-@pytest.fixture
-def silent_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An endpoint that accepts connections and never answers."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{server.getsockname()[1]}")
-    monkeypatch.setenv("USERS_TABLE", "silent")
-    yield
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    server.close()
-
-
-@pytest.fixture
-def trickling_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An endpoint that answers one byte every 0.3 s: each read is well inside botocore's
-    read timeout, so only the trigger's own deadline can stop it."""
+@contextlib.contextmanager
+def fake_dynamodb(
+    monkeypatch: pytest.MonkeyPatch, answer: Callable[[socket.socket, threading.Event], None]
+) -> Iterator[None]:
+    """A local endpoint that accepts every connection and hands it to `answer` on a thread
+    of its own; the handler is pointed at it."""
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
     server.listen(64)
     server.settimeout(0.1)
     stop = threading.Event()
-
-    def trickle(connection: socket.socket) -> None:
-        with connection:
-            body = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b" " * 100000
-            for byte in body:
-                if stop.wait(0.3):
-                    return
-                try:
-                    connection.sendall(bytes([byte]))
-                except OSError:
-                    return
 
     def accept() -> None:
         while not stop.is_set():
@@ -79,16 +42,51 @@ def trickling_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 connection = server.accept()[0]
             except OSError:
                 continue
-            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+            threading.Thread(target=answer, args=(connection, stop), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{server.getsockname()[1]}")
-    monkeypatch.setenv("USERS_TABLE", "trickling")
-    yield
-    stop.set()
-    thread.join()
-    server.close()
+    monkeypatch.setenv("USERS_TABLE", "unreachable")
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def never_answer(connection: socket.socket, stop: threading.Event) -> None:
+    with connection:
+        stop.wait()
+
+
+def trickle(connection: socket.socket, stop: threading.Event) -> None:
+    """One byte every 0.3 s: each read is well inside botocore's read timeout, so only the
+    trigger's own deadline can stop it."""
+    with connection:
+        body = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b" " * 100000
+        for byte in body:
+            if stop.wait(0.3):
+                return
+            try:
+                connection.sendall(bytes([byte]))
+            except OSError:
+                return
+
+
+@pytest.fixture
+def silent_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An endpoint that accepts connections and never answers."""
+    with fake_dynamodb(monkeypatch, never_answer):
+        yield
+
+
+@pytest.fixture
+def trickling_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An endpoint that answers a byte at a time."""
+    with fake_dynamodb(monkeypatch, trickle):
+        yield
 
 
 def test_an_endpoint_that_trickles_its_answer_cannot_hold_the_trigger(

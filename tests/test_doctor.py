@@ -560,7 +560,7 @@ def test_a_mutable_role_no_client_writes_passes(clients: Clients, target: Target
 
 
 def test_a_pool_that_does_not_exist_cannot_be_checked(clients: Clients, target: Target) -> None:
-    from livekart_users.deploy.pool import PoolNotFound
+    from livekart_users.exceptions import PoolNotFound
 
     with pytest.raises(PoolNotFound, match="user pool us-east-1_Nope was not found in us-east-1"):
         doctor.run(replace(target, user_pool_id="us-east-1_Nope"), clients)

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from livekart_users import aws, schema
 from livekart_users.cli import main
+from livekart_users.exceptions import PoolNotFound
 from livekart_users.local.demo import DEMO_PASSWORD, DemoUser, sign_up
 from livekart_users.local.stack import LocalStack
 from livekart_users.reconcile import (
@@ -35,7 +36,6 @@ from livekart_users.reconcile import (
     TO_REFRESH,
     UNCONFIRMED_USER,
     Backoff,
-    PoolNotFound,
     ProgressEvent,
     Report,
     TableIndex,
@@ -336,7 +336,7 @@ def test_a_missing_pool_is_a_clear_error(
     stubber.add_client_error(
         "describe_user_pool", "ResourceNotFoundException", http_status_code=400
     )
-    with pytest.raises(PoolNotFound, match="user pool us-east-1_TestPool1 does not exist"):
+    with pytest.raises(PoolNotFound, match="user pool us-east-1_TestPool1 was not found"):
         reconcile(client, users_table, POOL)
 
 

@@ -6,15 +6,26 @@ import json
 import subprocess
 import sys
 
-NOT_ON_THE_TRIGGER_PATH = ("livekart_users.local", "livekart_users.cli", "livekart_users.render",
-                           "livekart_users.deploy", "livekart_users.doctor",
-                           "livekart_users.reconcile", "click", "rich", "moto")
+NOT_ON_THE_TRIGGER_PATH = (
+    "livekart_users.local",
+    "livekart_users.cli",
+    "livekart_users.render",
+    "livekart_users.deploy",
+    "livekart_users.doctor",
+    "livekart_users.reconcile",
+    "click",
+    "rich",
+    "moto",
+)
 
 
 def test_importing_the_handler_loads_nothing_the_trigger_does_not_use() -> None:
     code = "import sys, json, livekart_users.triggers; print(json.dumps(sorted(sys.modules)))"
-    loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True,
-                                       capture_output=True, text=True).stdout)
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+    )
     unwanted = [m for m in loaded if m.startswith(NOT_ON_THE_TRIGGER_PATH)]
     assert unwanted == []
     assert "livekart_users.table" in loaded

@@ -100,6 +100,19 @@ def error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"})
+
+
+def unless_missing(read: Callable[[], T]) -> T | None:
+    """The answer of a read, or None when the resource it names does not exist."""
+    try:
+        return read()
+    except ClientError as exc:
+        if error_code(exc) in NOT_FOUND_CODES:
+            return None
+        raise
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient: worth another attempt if time allows."""
     if isinstance(exc, ClientError):

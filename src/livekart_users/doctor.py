@@ -35,7 +35,7 @@ from livekart_users import aws
 from livekart_users.deploy import models
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
-from livekart_users.exceptions import LivekartUsersError, LocalStackError
+from livekart_users.exceptions import LivekartUsersError, LocalStackError, PoolNotFound
 from livekart_users.table import EMAIL_INDEX
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ LOG_WINDOW_SECONDS = 24 * 3600
 LOG_PAGES = 10  # at most this many pages of failed writes are counted (then "at least N")
 FAILED_WRITES_PATTERN = '{ $.outcome = "failed" }'
 PROBE_PREFIX = "livekart-doctor-probe-"
-NOT_FOUND = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"})
 # Past their end of support in Lambda (the original guide used nodejs18.x).
 NODE = ("", "4.3", "4.3-edge", "6.10", "8.10", "10.x", "12.x", "14.x", "16.x", "18.x")
 DEPRECATED_RUNTIMES = frozenset(
@@ -125,15 +124,6 @@ class Reads:
         return result
 
 
-def _unless_missing(read: Callable[[], T]) -> T | None:
-    try:
-        return read()
-    except ClientError as exc:
-        if aws.error_code(exc) in NOT_FOUND:
-            return None
-        raise
-
-
 @dataclass
 class Context:
     """What the checks of one run share: where to look, the clients, and the reads."""
@@ -158,7 +148,7 @@ class Context:
         t = self.target
         answer = self.reads.get(
             ("table", t.table),
-            lambda: _unless_missing(
+            lambda: aws.unless_missing(
                 lambda: self.clients.dynamodb.describe_table(TableName=t.table)
             ),
         )
@@ -179,7 +169,7 @@ class Context:
         name = self.target.role
         answer = self.reads.get(
             ("role", name),
-            lambda: _unless_missing(lambda: self.clients.iam.get_role(RoleName=name)),
+            lambda: aws.unless_missing(lambda: self.clients.iam.get_role(RoleName=name)),
         )
         return None if answer is None else dict(answer["Role"])
 
@@ -220,7 +210,7 @@ class Context:
         name = self.target.function
         answer = self.reads.get(
             ("function", name),
-            lambda: _unless_missing(
+            lambda: aws.unless_missing(
                 lambda: self.clients.lambda_.get_function_configuration(FunctionName=name)
             ),
         )
@@ -230,18 +220,16 @@ class Context:
         name = self.target.function
         answer = self.reads.get(
             ("function policy", name),
-            lambda: _unless_missing(lambda: self.clients.lambda_.get_policy(FunctionName=name)),
+            lambda: aws.unless_missing(lambda: self.clients.lambda_.get_policy(FunctionName=name)),
         )
         return [] if answer is None else _statements(answer["Policy"])
 
     # Cognito
     def pool(self) -> dict[str, Any]:
-        from livekart_users.deploy.pool import PoolNotFound
-
         pool_id = self.target.user_pool_id
         answer = self.reads.get(
             ("pool", pool_id),
-            lambda: _unless_missing(
+            lambda: aws.unless_missing(
                 lambda: self.clients.cognito.describe_user_pool(UserPoolId=pool_id)
             ),
         )
@@ -287,7 +275,7 @@ class Context:
         }
         codes: Counter[str] = Counter()
         for _ in range(LOG_PAGES):
-            answer = _unless_missing(lambda: self.clients.logs.filter_log_events(**kwargs))
+            answer = aws.unless_missing(lambda: self.clients.logs.filter_log_events(**kwargs))
             if answer is None:
                 return None
             for event in answer.get("events", []):

@@ -49,3 +49,14 @@ class WrongRegion(LivekartUsersError):
             f"user pool {user_pool_id} is in {pool_region}, but the region in use is {region}: "
             f"pass --region {pool_region} (or set AWS_REGION={pool_region})"
         )
+
+
+class PoolNotFound(LivekartUsersError):
+    """The user pool does not exist (in this region)."""
+
+    def __init__(self, pool_id: str, region: str | None = None) -> None:
+        where = f" in {region}" if region else ""
+        super().__init__(
+            f"user pool {pool_id} was not found{where}: check the id (Cognito console → "
+            "User pools) and the region (--region or AWS_REGION)"
+        )

@@ -41,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from livekart_users import aws, schema
-from livekart_users.exceptions import InvalidRecord, LivekartUsersError
+from livekart_users.exceptions import InvalidRecord, PoolNotFound
 from livekart_users.table import UsersTable
 
 # Cognito's ListUsers quota is 30 requests/s per account and region, shared by every caller
@@ -67,15 +67,6 @@ CATEGORIES = (TO_CREATE, TO_REFRESH, ORPHAN, MOVED, UNCONFIRMED_USER, INVALID)
 TRANSIENT_CODES = aws.RETRYABLE_CODES | {"InternalErrorException", "LimitExceededException"}
 
 T = TypeVar("T")
-
-
-class PoolNotFound(LivekartUsersError):
-    """The user pool does not exist (in this region)."""
-
-    def __init__(self, user_pool_id: str) -> None:
-        super().__init__(
-            f"user pool {user_pool_id} does not exist: check the id, and --region (or AWS_REGION)"
-        )
 
 
 # --- pacing and patience -----------------------------------------------------------------

@@ -8,7 +8,7 @@ app-owned field only where it is missing (`if_not_exists`), never overwriting it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -46,6 +46,31 @@ def from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def _condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def update_expression(
+    values: Mapping[str, Any],
+    *,
+    if_missing: Mapping[str, Any] | None = None,
+    remove: Iterable[str] = (),
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """An UpdateExpression with its names and values: set `values`, set `if_missing` only
+    where the attribute is absent (never overwriting it), and remove `remove`."""
+    names: dict[str, str] = {}
+    bound: dict[str, Any] = {}
+    sets: list[str] = []
+    for i, (field, value) in enumerate(values.items()):
+        names[f"#f{i}"], bound[f":v{i}"] = field, value
+        sets.append(f"#f{i} = :v{i}")
+    for i, (field, value) in enumerate((if_missing or {}).items()):
+        names[f"#d{i}"], bound[f":d{i}"] = field, value
+        sets.append(f"#d{i} = if_not_exists(#d{i}, :d{i})")
+    expression = "SET " + ", ".join(sets)
+    removed = [f"#r{i}" for i, _ in enumerate(remove)]
+    names.update(zip(removed, remove, strict=True))
+    if removed:
+        expression += " REMOVE " + ", ".join(removed)
+    return expression, names, bound
 
 
 def _unchanged_since_read(
@@ -129,13 +154,6 @@ class UsersTable:
         fields = schema.identity(attributes, username)
         fields["lastLoginAt"] = timestamp
         fields["updatedAt"] = timestamp
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-        for i, (field, value) in enumerate(fields.items()):
-            names[f"#f{i}"] = field
-            values[f":v{i}"] = value
-            sets.append(f"#f{i} = :v{i}")
         # Heal a row that lost an app-owned field, without ever overwriting one that exists.
         defaults = {
             "role": schema.CUSTOMER,
@@ -143,14 +161,9 @@ class UsersTable:
             "createdAt": timestamp,
             **schema.APP_DEFAULTS,
         }
-        for i, (field, value) in enumerate(defaults.items()):
-            names[f"#d{i}"] = field
-            values[f":d{i}"] = value
-            sets.append(f"#d{i} = if_not_exists(#d{i}, :d{i})")
-        expression = "SET " + ", ".join(sets)
-        if "email" not in fields:
-            names["#email"] = "email"
-            expression += " REMOVE #email"
+        expression, names, values = update_expression(
+            fields, if_missing=defaults, remove=() if "email" in fields else ("email",)
+        )
         self._call(
             deadline,
             self.client.update_item,
@@ -280,23 +293,14 @@ class UsersTable:
         defaults: Mapping[str, Any],
         timestamp: str | None,
     ) -> dict[str, Any] | None:
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-        changes = {**fields, "updatedAt": timestamp or schema.now()}
-        for i, (field, value) in enumerate(changes.items()):
-            names[f"#f{i}"] = field
-            values[f":v{i}"] = value
-            sets.append(f"#f{i} = :v{i}")
-        for i, (field, value) in enumerate(defaults.items()):
-            names[f"#d{i}"] = field
-            values[f":d{i}"] = value
-            sets.append(f"#d{i} = if_not_exists(#d{i}, :d{i})")
+        expression, names, values = update_expression(
+            {**fields, "updatedAt": timestamp or schema.now()}, if_missing=defaults
+        )
         try:
             answer = self.client.update_item(
                 TableName=self.name,
                 Key=to_dynamo({"user_id": user_id}),
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=expression,
                 # Without it, UpdateItem would create a row holding nothing but these fields.
                 ConditionExpression="attribute_exists(user_id)",
                 ExpressionAttributeNames=names,
@@ -325,18 +329,11 @@ class UsersTable:
         had none), i.e. nothing wrote to it since it was read; True when it was written. Never
         touches `lastLoginAt` (this is not a sign-in) or any app-owned field.
         """
-        names: dict[str, str] = {"#updatedAt": "updatedAt"}
-        values: dict[str, Any] = {":updatedAt": timestamp}
-        sets = ["#updatedAt = :updatedAt"]
-        for i, field in enumerate(schema.IDENTITY_FIELDS):
-            if field in identity:
-                names[f"#f{i}"] = field
-                values[f":v{i}"] = identity[field]
-                sets.append(f"#f{i} = :v{i}")
-        expression = "SET " + ", ".join(sets)
-        if "email" not in identity:
-            names["#email"] = "email"
-            expression += " REMOVE #email"
+        fields = {f: identity[f] for f in schema.IDENTITY_FIELDS if f in identity}
+        expression, names, values = update_expression(
+            {**fields, "updatedAt": timestamp},
+            remove=() if "email" in identity else ("email",),
+        )
         condition, names, values = _unchanged_since_read(read_updated_at, names, values)
         try:
             self.client.update_item(

@@ -8,7 +8,7 @@ hands the same plan to the executor. `plan_destroy` is "deploy nothing": remove 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,16 +58,6 @@ class Plan:
         return [s for s in self.steps if s.action != NO_CHANGE]
 
 
-def _missing(call: Callable[[], Any], *codes: str) -> Any:
-    """The answer of a read, or None when the resource does not exist."""
-    try:
-        return call()
-    except Exception as exc:
-        if aws.error_code(exc) in (codes or ("ResourceNotFoundException", "NoSuchEntity")):
-            return None
-        raise
-
-
 def _tagged(tags: Mapping[str, str] | None) -> bool:
     return (tags or {}).get(OWNER_TAG[0]) == OWNER_TAG[1]
 
@@ -106,9 +96,20 @@ def plan_deploy(
     return Plan(target, steps, refused)
 
 
+def _enable_point_in_time_recovery(target: Target) -> Call:
+    return Call(
+        "dynamodb",
+        "update_continuous_backups",
+        {
+            "TableName": target.table,
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        },
+    )
+
+
 def _table_steps(target: Target, clients: Clients) -> list[Step]:
     name = f"table {target.table}"
-    described = _missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
+    described = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
     spec = models.table_spec(target)
     if described is None:
         return [
@@ -119,16 +120,7 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
                 (
                     Call("dynamodb", "create_table", spec),
                     Call("dynamodb", "wait_table", {"TableName": target.table}),
-                    Call(
-                        "dynamodb",
-                        "update_continuous_backups",
-                        {
-                            "TableName": target.table,
-                            "PointInTimeRecoverySpecification": {
-                                "PointInTimeRecoveryEnabled": True
-                            },
-                        },
-                    ),
+                    _enable_point_in_time_recovery(target),
                 ),
             )
         ]
@@ -208,18 +200,7 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
                 name,
                 UPDATE,
                 "point-in-time recovery off → on",
-                (
-                    Call(
-                        "dynamodb",
-                        "update_continuous_backups",
-                        {
-                            "TableName": target.table,
-                            "PointInTimeRecoverySpecification": {
-                                "PointInTimeRecoveryEnabled": True
-                            },
-                        },
-                    ),
-                ),
+                (_enable_point_in_time_recovery(target),),
             )
         )
     tags = clients.dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
@@ -278,7 +259,7 @@ def _log_group_steps(target: Target, clients: Clients) -> list[Step]:
 def _role_steps(target: Target, clients: Clients) -> list[Step]:
     name = f"role {target.role}"
     policy = json.dumps(models.role_policy(target))
-    found = _missing(lambda: clients.iam.get_role(RoleName=target.role))
+    found = aws.unless_missing(lambda: clients.iam.get_role(RoleName=target.role))
     if found is None:
         return [
             Step(
@@ -404,7 +385,7 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
 
     name = f"function {target.function}"
     wanted = models.function_settings(target)
-    found = _missing(lambda: clients.lambda_.get_function(FunctionName=target.function))
+    found = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=target.function))
     if found is None:
         return [
             Step(
@@ -498,7 +479,7 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
 
 
 def _cognito_statements(clients: Clients, target: Target) -> list[dict[str, Any]]:
-    answer = _missing(lambda: clients.lambda_.get_policy(FunctionName=target.function))
+    answer = aws.unless_missing(lambda: clients.lambda_.get_policy(FunctionName=target.function))
     if answer is None:
         return []
     statements = json.loads(answer["Policy"]).get("Statement", [])
@@ -645,7 +626,9 @@ def plan_destroy(
                 (Call("pool", "detach"),),
             )
         )
-    function = _missing(lambda: clients.lambda_.get_function(FunctionName=target.function))
+    function = aws.unless_missing(
+        lambda: clients.lambda_.get_function(FunctionName=target.function)
+    )
     function_is_ours = function is not None and _tagged(function.get("Tags"))
     statements = _cognito_statements(clients, target) if function_is_ours else []
     if any(s.get("Sid") == models.PERMISSION_ID for s in statements):
@@ -684,7 +667,7 @@ def plan_destroy(
                 (Call("lambda_", "delete_function", {"FunctionName": target.function}),),
             )
         )
-    role = _missing(lambda: clients.iam.get_role(RoleName=target.role))
+    role = aws.unless_missing(lambda: clients.iam.get_role(RoleName=target.role))
     if role is not None and _tagged({t["Key"]: t["Value"] for t in role["Role"].get("Tags", [])}):
         calls = [
             Call("iam", "delete_role_policy", {"RoleName": target.role, "PolicyName": p})
@@ -716,7 +699,7 @@ def plan_destroy(
                 "kept: expires by its retention (--delete-logs removes it)",
             )
         )
-    table = _missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
+    table = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
     if table is not None:
         steps.append(
             Step(

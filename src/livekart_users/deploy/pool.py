@@ -17,7 +17,7 @@ from typing import Any
 
 import botocore
 
-from livekart_users.exceptions import LivekartUsersError
+from livekart_users.exceptions import LivekartUsersError, PoolNotFound
 
 # What DescribeUserPool returns and UpdateUserPool cannot take, because it is not a setting
 # or cannot change after creation. `Name` goes back as `PoolName`.
@@ -62,14 +62,6 @@ class TriggerOwnedByOtherFunction(LivekartUsersError):
         super().__init__(
             f"trigger slots already used by another function: {owned}. Re-run with --force "
             "to replace them"
-        )
-
-
-class PoolNotFound(LivekartUsersError):
-    def __init__(self, pool_id: str, region: str) -> None:
-        super().__init__(
-            f"user pool {pool_id} was not found in {region}: check the id (Cognito console → "
-            "User pools) and the region (--region or AWS_REGION)"
         )
 
 
@@ -136,8 +128,6 @@ def update_request(
     if isinstance(admin, dict):
         admin.pop("UnusedAccountValidityDays", None)
     request["LambdaConfig"] = dict(lambda_config)
-    if not request["LambdaConfig"]:
-        request["LambdaConfig"] = {}
     return request
 
 

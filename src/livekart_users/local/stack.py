@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +354,3 @@ def _find_client(cognito: Any, pool_id: str, name: str) -> str | None:
         if client.get("ClientName") == name:
             return str(client["ClientId"])
     return None
-
-
-def settings_dict(settings: Settings) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
