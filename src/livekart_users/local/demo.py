@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from livekart_users import aws
+from livekart_users.exceptions import LocalStackError
 from livekart_users.local.stack import CONFIRMATION_CODE, LocalStack
 from livekart_users.table import UsersTable
 
@@ -93,8 +94,6 @@ def run(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> DemoR
     """Sign up, confirm and sign in the demo users; read their rows back."""
     status = stack.status()
     if not status.all_running or not status.client_id:
-        from livekart_users.exceptions import LocalStackError
-
         raise LocalStackError(
             "the local stack is not running: start it with `livekart-users local up`"
         )
