@@ -44,8 +44,8 @@ from livekart_users.local import emulators, processes
 from livekart_users.table import DEFAULT_TABLE, UsersTable, to_dynamo
 
 BENCH = Path(__file__).resolve().parent
-# The sample events live in shared/, beside the repository (as for the tests).
-SIGNUP_EVENT = BENCH.parents[1] / "shared" / "events" / "post-confirmation-signup-customer.json"
+# The tests' sample events, inside the repository.
+SIGNUP_EVENT = BENCH.parent / "tests" / "events" / "post-confirmation-signup-customer.json"
 TABLE = "bench-users"
 CONDITION = "attribute_not_exists(user_id)"
 WARM_TARGET = 1.3  # handler median / PutItem median

@@ -18,8 +18,8 @@ from livekart_users.local import emulators, processes
 from livekart_users.local.stack import LocalStack, Settings
 from livekart_users.table import UsersTable
 
-# The sample events live in shared/, beside the repository (as in CI's fresh clone).
-EVENTS = Path(__file__).resolve().parents[2] / "shared" / "events"
+# Real Cognito event JSON, kept inside the repository so a clone stands alone.
+EVENTS = Path(__file__).resolve().parent / "events"
 
 # No test may reach AWS: dummy credentials, and no profile to fall back on.
 os.environ.update(
