@@ -35,6 +35,14 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert command.help, f"{' '.join(path)} has no help text"
 
 
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"livekart-users, version {version('livekart-users')}"
+
+
 def ports_args() -> list[str]:
     return [
         "--dynamodb-port",

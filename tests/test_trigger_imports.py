@@ -9,7 +9,6 @@ import sys
 NOT_ON_THE_TRIGGER_PATH = (
     "livekart_users.local",
     "livekart_users.cli",
-    "livekart_users.render",
     "livekart_users.deploy",
     "livekart_users.doctor",
     "livekart_users.reconcile",

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from livekart_users import aws, doctor, render
-from livekart_users.clitools import console, errors, friendly_errors
+from livekart_users import aws, doctor
+from livekart_users.cli import render
+from livekart_users.cli.common import console, errors, friendly_errors
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
 from livekart_users.exceptions import LivekartUsersError

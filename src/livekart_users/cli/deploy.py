@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from livekart_users import aws, render
-from livekart_users.clitools import F, console, friendly_errors
+from livekart_users import aws
+from livekart_users.cli import render
+from livekart_users.cli.common import F, console, friendly_errors
 from livekart_users.deploy import executor, models, planner, pool
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target

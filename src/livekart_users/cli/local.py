@@ -1,4 +1,4 @@
-"""The `livekart-users` command: parse, call the library, render. No logic lives here."""
+"""`livekart-users local`: start, inspect, stop and demo the local stack of emulators."""
 
 from __future__ import annotations
 
@@ -8,17 +8,11 @@ from typing import Any
 
 import click
 
-from livekart_users import render
-from livekart_users.clitools import F, console, friendly_errors
+from livekart_users.cli import render
+from livekart_users.cli.common import F, console, friendly_errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def main(debug: bool) -> None:
-    """Keep a DynamoDB users table in step with an Amazon Cognito user pool."""
-
-
-@main.group()
+@click.group()
 def local() -> None:
     """The local stack: DynamoDB Local, cognito-local and the trigger, no AWS account."""
 
@@ -163,28 +157,3 @@ def local_demo(directory: Path | None) -> None:
     console.print(
         "Stop the stack with [bold]livekart-users local down[/bold] (or `make local-down`)."
     )
-
-
-# --- command groups that live in their own modules -------------------------------------------
-from livekart_users.cli_doctor import doctor_command  # noqa: E402  (after main exists)
-
-main.add_command(doctor_command)
-
-from livekart_users.cli_deploy import attach, deploy, destroy  # noqa: E402
-
-main.add_command(deploy)
-main.add_command(destroy)
-main.add_command(attach)
-
-from livekart_users.cli_deploy_tools import package, template  # noqa: E402
-
-main.add_command(package)
-main.add_command(template)
-
-from livekart_users.cli_users import reconcile_command, users  # noqa: E402
-
-main.add_command(users)
-main.add_command(reconcile_command)
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from livekart_users.clitools import console, friendly_errors
+from livekart_users.cli.common import console, friendly_errors
 
 DEFAULT_ZIP = Path("build") / "livekart-users-trigger.zip"
 

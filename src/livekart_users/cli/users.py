@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from livekart_users import aws, render, schema
-from livekart_users.clitools import F, console, errors, friendly_errors
+from livekart_users import aws, schema
+from livekart_users.cli import render
+from livekart_users.cli.common import F, console, errors, friendly_errors
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 
