@@ -326,6 +326,8 @@ class CloudWatchLogs:
     region: str
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    # For how long a line has waited for its REPORT.
+    monotonic: Callable[[], float] = time.monotonic
     _seen: dict[str, int] = field(default_factory=dict)
     _cursor_ms: int = 0
 
@@ -338,7 +340,7 @@ class CloudWatchLogs:
         empty while more remain) until there is no nextToken or `limit` were found."""
         started_ms = int(self.clock() * 1000)
         start_ms = started_ms - int(since.total_seconds() * 1000)
-        assembler = Assembler()
+        assembler = Assembler(self.monotonic)
         found: list[Invocation] = []
         kwargs: dict[str, Any] = {"logGroupName": self.log_group, "startTime": start_ms}
         pages, more = 0, False
@@ -372,7 +374,7 @@ class CloudWatchLogs:
         """New invocations as they are logged, until the caller stops (Ctrl-C)."""
         if not after_read or not self._cursor_ms:
             self._cursor_ms = int(self.clock() * 1000) - OVERLAP_MS
-        assembler = Assembler()
+        assembler = Assembler(self.monotonic)
         while True:
             kwargs: dict[str, Any] = {
                 "logGroupName": self.log_group,
