@@ -122,7 +122,7 @@ def test_up_demo_down(tmp_path: Path) -> None:
         ]
         assert [r["outcome"] for r in records] == ["created"] * 3 + ["refreshed"]
         # It ends with what `logs` shows: those four invocations, by user id only.
-        assert "4 invocation(s) since" in demo.output.split("rows the trigger wrote")[-1]
+        assert "4 invocations since" in demo.output.split("rows the trigger wrote")[-1]
         assert all(r["user_id"] in demo.output for r in records)
 
         again = runner.invoke(main, ["local", "demo", "--dir", str(tmp_path)])

@@ -149,7 +149,7 @@ def test_logs_shows_each_invocation_with_its_outcome_and_lambdas_durations(
     assert three_invocations["sub"] in rows[0]
     assert "512.8 ms" in rows[0] and "301.2 ms" in rows[0]  # Lambda's duration; a cold start
     assert "30.5 ms" in rows[1] and rows[1].rstrip("│ ").endswith("-")  # warm: no init
-    assert "3 invocation(s)" in outcome.output
+    assert "3 invocations since" in outcome.output
     for raw in ("START RequestId", "REPORT RequestId", "END RequestId", "_aws"):
         assert raw not in outcome.output
 

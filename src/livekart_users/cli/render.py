@@ -454,7 +454,10 @@ def print_logs_window(
     """A read of `--since`: a table (or JSON Lines on stdout, notes on stderr). Before
     --follow the rows are lines, so the ones that follow line up beneath them."""
     since = window.since.strftime("%Y-%m-%d %H:%M:%S") + "Z"
-    heading = f"{len(window.invocations)} invocation(s) since {since} in {escape(window.source)}"
+    count = len(window.invocations)
+    heading = (
+        f"{count} invocation{'' if count == 1 else 's'} since {since} in {escape(window.source)}"
+    )
     if as_json:
         for invocation in window.invocations:
             print_log_invocation(console, invocation, as_json=True)
@@ -463,24 +466,36 @@ def print_logs_window(
         for invocation in window.invocations:
             print_log_invocation(console, invocation, as_json=False)
     elif window.invocations:
-        console.print(logs_table(window.invocations, heading), highlight=False)
+        console.print(heading, highlight=False)
+        console.print(logs_table(window.invocations, None), highlight=False)
     else:
         console.print(f"no invocations since {since} in {escape(window.source)}", highlight=False)
     if window.cut_short:
         notes.print(f"[yellow]window cut short:[/yellow] {escape(window.cut_short)}")
 
 
-LOG_WIDTHS = (20, 40, 14, 36, 28, 12, 12)
+LOG_WIDTHS = (20, 38, 14, 36, 22, 11, 11)
 
 
 def print_log_invocation(console: Console, invocation: Invocation, *, as_json: bool) -> None:
-    """One invocation on one line (for --follow and --json)."""
+    """One invocation on one line (for --follow and --json), never wrapped or cut."""
     if as_json:
         console.out(to_json_line(invocation.as_dict()), highlight=False)
         return
-    cells = log_cells(invocation)
-    line = Table.grid(padding=(0, 1))
-    for index, width in enumerate(LOG_WIDTHS):
-        line.add_column(justify="right" if index >= 5 else "left", min_width=width, no_wrap=True)
-    line.add_row(*cells)
-    console.print(line, highlight=False)
+    plain = [
+        invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
+        invocation.trigger_source or "-",
+        invocation.outcome or "-",
+        invocation.user_id or "-",
+        invocation.error_code or "-",
+        _log_ms(invocation.duration_ms),
+        _log_ms(invocation.init_duration_ms),
+    ]
+    cells = [
+        text.rjust(width) if index >= 5 else text.ljust(width)
+        for index, (text, width) in enumerate(zip(plain, LOG_WIDTHS, strict=True))
+    ]
+    style = LOG_OUTCOME_STYLES.get(plain[2], "yellow")
+    cells = [escape(c) for c in cells]
+    cells[2] = f"[{style}]{cells[2]}[/{style}]"
+    console.print(" ".join(cells), highlight=False, soft_wrap=True)
