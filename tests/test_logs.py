@@ -524,45 +524,6 @@ def test_polling_waits_for_a_late_report_then_shows_the_line_without_it() -> Non
 # --- the local stack ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_on_the_local_stack_logs_shows_the_sign_up_and_sign_in(stack_env: Any) -> None:
-    from livekart_users import aws
-    from livekart_users.local.demo import DemoUser, sign_in, sign_up
-
-    cognito = aws.client("cognito-idp")
-    client_id = str(stack_env.status().client_id)
-    user = DemoUser(f"logs-{uuid.uuid4().hex[:8]}@example.com", "vendor", name="Test User")
-    assert sign_up(cognito, client_id, user)
-    sign_in(cognito, client_id, user.email)
-    sub = next(
-        a["Value"]
-        for a in cognito.admin_get_user(
-            UserPoolId=stack_env.status().user_pool_id, Username=user.email
-        )["UserAttributes"]
-        if a["Name"] == "sub"
-    )
-
-    def local(*args: str) -> Any:
-        outcome = CliRunner().invoke(main, ["logs", "--local-dir", str(stack_env.dir), *args])
-        assert outcome.exit_code == 0, outcome.output
-        return outcome.output
-
-    lines = json_lines(local("--json", "--user-id", sub))
-    assert [(line["trigger_source"], line["outcome"]) for line in lines] == [
-        ("PostConfirmation_ConfirmSignUp", "created"),
-        ("PostAuthentication_Authentication", "refreshed"),
-    ]
-    assert all(line["duration_ms"] > 0 and line["request_id"] for line in lines)
-    table = local("--user-id", sub)
-    assert "the local stack's record" in table
-    assert "created" in table and "refreshed" in table
-    assert user.email not in table and "Test User" not in table
-    assert [
-        line["outcome"]
-        for line in json_lines(local("--json", "--outcome", "refreshed", "--user-id", sub))
-    ] == ["refreshed"]
-
-
 def test_following_the_local_record_prints_lines_as_they_are_written(tmp_path: Path) -> None:
     record = tmp_path / "invocations.jsonl"
     entry = {
