@@ -568,3 +568,48 @@ def test_following_the_local_record_prints_lines_as_they_are_written(tmp_path: P
         ("r2", "failed", "DeadlineExceeded"),
         ("r3", "timeout", None),
     ]
+
+
+# --- Live Tail (--follow --live-tail) ---------------------------------------------------------
+
+
+def test_live_tail_shows_each_new_invocation_once(cloudwatch: Any) -> None:
+    """moto answers a session with every event so far, then ends it: what was shown is
+    recognised, and a new session follows."""
+    container = Lambda(cloudwatch)
+    before, after = a_request(), a_request()
+    container.invoke([_line(before, "created")], before)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            container.invoke([_line(after, "refreshed")], after, at_ms=int(time.time() * 1000))
+
+    source = logs.CloudWatchLogs(cloudwatch, GROUP, REGION, sleep=sleep)
+    window = source.read(timedelta(hours=1), logs.Filters(), None)
+    assert [i.request_id for i in window.invocations] == [before]
+    arn = f"arn:aws:logs:{REGION}:123456789012:log-group:{GROUP}"
+    followed = source.follow(logs.Filters(), 2.0, live_tail_arn=arn)
+    arrived = next(followed)
+    assert (arrived.request_id, arrived.outcome, arrived.duration_ms) == (after, "refreshed", 20.5)
+    assert pauses == [2.0]  # one pause between the two sessions, none busy
+
+
+def test_refused_live_tail_falls_back_to_polling_and_says_so() -> None:
+    client, stub = stubbed()
+    arn = f"arn:aws:logs:{REGION}:123456789012:log-group:{GROUP}"
+    stub.add_client_error("start_live_tail", "AccessDeniedException", "not authorized")
+    request = a_request()
+    stub.add_response("filter_log_events", {"events": invocation_events(request)})
+    notes: list[str] = []
+    with stub:
+        source = logs.CloudWatchLogs(client, GROUP, REGION)
+        followed = source.follow(
+            logs.Filters(), 5.0, after_read=False, live_tail_arn=arn, note=notes.append
+        )
+        assert next(followed).request_id == request
+    assert notes == [
+        f"Live Tail was refused (AccessDeniedException; it needs logs:StartLiveTail on {arn}): "
+        "polling FilterLogEvents every 5 s instead"
+    ]

@@ -122,7 +122,7 @@ def run_users(clients: Clients, pool_id: str) -> None:
 
 
 def run_logs(clients: Clients, pool_id: str) -> None:
-    """A read of the window, then one poll of --follow."""
+    """A read of the window, then one poll of --follow, and one Live Tail session."""
     from datetime import timedelta
 
     from livekart_users import logs
@@ -136,6 +136,8 @@ def run_logs(clients: Clients, pool_id: str) -> None:
     source.read(timedelta(hours=1), logs.Filters(), limit=10)
     with pytest.raises(KeyboardInterrupt):
         list(source.follow(logs.Filters()))
+    with pytest.raises(KeyboardInterrupt):
+        list(source.follow(logs.Filters(), live_tail_arn=target.log_group_arn))
 
 
 COMMANDS: dict[str, Callable[[Clients, str], None]] = {

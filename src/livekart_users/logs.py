@@ -11,11 +11,13 @@ invocations (`follow`). Nothing here prints.
 Only the fields of `Invocation` ever leave this module, whatever else a line carries, so no
 personal data can be shown even if a future log line held some.
 
-Following polls `FilterLogEvents` (every 5 s by default): it is free of the per-minute charge of
-Live Tail, needs no permission beyond the read's, and works against every endpoint. Its quota
-is 5 requests/s per account and region, shared and not adjustable; one request per poll is
-under 5 % of it. Events can be ingested late, so each poll re-reads the last minute and skips
-the event ids it has seen.
+Following polls `FilterLogEvents` (every 5 s by default): it costs nothing beyond the read,
+needs no other permission, and works against every endpoint. Its quota is 5 requests/s per
+account and region, shared and not adjustable; one request per poll is under 5 % of it. Events
+can be ingested late, so each poll re-reads the last minute and skips what it has shown. Live
+Tail (`StartLiveTail`) is the opt-in alternative: events within seconds, but billed per minute
+of session, a permission of its own, sessions of at most 3 hours, sampled above 500 events/s;
+when it is refused or unknown to the endpoint, following falls back to polling.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class LogGroupNotFound(LogsError):
             "creates it at the first invocation), or it has another name or region "
             "(--function-name, --region)"
         )
+
+
+class LiveTailUnavailable(LogsError):
+    """Live Tail cannot be used here (refused, or unknown to the endpoint or the SDK)."""
 
 
 class LogsAccessDenied(LogsError):
@@ -211,6 +217,15 @@ def _structured(line: Mapping[str, Any], at: datetime) -> Invocation | None:
     )
 
 
+def _event_key(event: Mapping[str, Any]) -> tuple[str, int, str]:
+    """Who an event is, the same for FilterLogEvents and Live Tail (which has no event id)."""
+    return (
+        str(event.get("logStreamName") or ""),
+        int(event.get("timestamp") or 0),
+        str(event.get("message") or ""),
+    )
+
+
 def _at(timestamp_ms: Any) -> datetime:
     return datetime.fromtimestamp(float(timestamp_ms) / 1000, UTC)
 
@@ -328,7 +343,7 @@ class CloudWatchLogs:
     sleep: Callable[[float], None] = time.sleep
     # For how long a line has waited for its REPORT.
     monotonic: Callable[[], float] = time.monotonic
-    _seen: dict[str, int] = field(default_factory=dict)
+    _seen: dict[tuple[str, int, str], int] = field(default_factory=dict)
     _cursor_ms: int = 0
 
     @property
@@ -347,8 +362,7 @@ class CloudWatchLogs:
         while True:
             answer = self._call(**kwargs)
             pages += 1
-            events = answer.get("events") or []
-            self._remember(events)
+            events = self._unseen(answer.get("events") or [])
             found += [i for i in assembler.feed(events) if filters.keep(i)]
             token = answer.get("nextToken")
             more = bool(token)
@@ -369,12 +383,27 @@ class CloudWatchLogs:
         return Window(self.description, _at(start_ms), found, cut_short=cut_short, pages=pages)
 
     def follow(
-        self, filters: Filters, interval: float = POLL_SECONDS, *, after_read: bool = True
+        self,
+        filters: Filters,
+        interval: float = POLL_SECONDS,
+        *,
+        after_read: bool = True,
+        live_tail_arn: str | None = None,
+        note: Callable[[str], None] = lambda _: None,
     ) -> Iterator[Invocation]:
-        """New invocations as they are logged, until the caller stops (Ctrl-C)."""
+        """New invocations as they are logged, until the caller stops (Ctrl-C).
+
+        With `live_tail_arn` (the log group's ARN) through a Live Tail session, else, or when
+        Live Tail is refused or unknown to the endpoint, by polling FilterLogEvents.
+        """
         if not after_read or not self._cursor_ms:
             self._cursor_ms = int(self.clock() * 1000) - OVERLAP_MS
         assembler = Assembler(self.monotonic)
+        if live_tail_arn:
+            try:
+                yield from self._live_tail(live_tail_arn, filters, assembler, interval)
+            except LiveTailUnavailable as unavailable:
+                note(f"{unavailable}: polling FilterLogEvents every {interval:g} s instead")
         while True:
             kwargs: dict[str, Any] = {
                 "logGroupName": self.log_group,
@@ -383,10 +412,7 @@ class CloudWatchLogs:
             polled_ms = int(self.clock() * 1000)
             while True:
                 answer = self._call(**kwargs)
-                events = [
-                    e for e in answer.get("events") or [] if e.get("eventId") not in self._seen
-                ]
-                self._remember(events)
+                events = self._unseen(answer.get("events") or [])
                 yield from (i for i in assembler.feed(events) if filters.keep(i))
                 if not answer.get("nextToken"):
                     break
@@ -396,15 +422,57 @@ class CloudWatchLogs:
             self._forget_before(self._cursor_ms)
             self.sleep(interval)
 
-    def _remember(self, events: Iterable[Mapping[str, Any]]) -> None:
+    def _live_tail(
+        self, arn: str, filters: Filters, assembler: Assembler, interval: float
+    ) -> Iterator[Invocation]:
+        """Live Tail sessions, one after another (AWS ends each after 3 hours).
+
+        Every second a session sends the events ingested since (up to 500, sampled beyond);
+        they carry no event id, so what was already shown is recognised by stream, time and
+        text (an emulator may send old events again).
+        """
+        while True:
+            try:
+                answer = self.client.start_live_tail(logGroupIdentifiers=[arn])
+            except AttributeError as exc:  # a botocore older than Live Tail
+                raise LiveTailUnavailable("this botocore has no Live Tail") from exc
+            except ClientError as exc:
+                code = aws.error_code(exc)
+                if "denied" in code.lower() or "unauthorized" in code.lower():
+                    raise LiveTailUnavailable(
+                        f"Live Tail was refused ({code}; it needs logs:StartLiveTail on {arn})"
+                    ) from exc
+                if code in ("UnknownOperationException", "InvalidAction", "404"):
+                    raise LiveTailUnavailable(f"this endpoint has no Live Tail ({code})") from exc
+                raise
+            try:
+                for message in answer["responseStream"]:
+                    update = message.get("sessionUpdate")
+                    if update is None:
+                        continue
+                    events = self._unseen(update.get("sessionResults") or [])
+                    yield from (i for i in assembler.feed(events) if filters.keep(i))
+                    yield from (i for i in assembler.expire() if filters.keep(i))
+                    self._forget_before(int(self.clock() * 1000) - OVERLAP_MS)
+            except ClientError as exc:
+                if aws.error_code(exc) != "SessionTimeoutException":
+                    raise
+            self.sleep(interval)  # then a new session: never a busy loop
+
+    def _unseen(self, events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The events not shown yet, remembered from now on."""
+        fresh: list[Mapping[str, Any]] = []
         for event in events:
-            if event.get("eventId"):
-                self._seen[str(event["eventId"])] = int(event.get("timestamp") or 0)
+            key = _event_key(event)
+            if key not in self._seen:
+                self._seen[key] = int(event.get("timestamp") or 0)
+                fresh.append(event)
+        return fresh
 
     def _forget_before(self, cursor_ms: int) -> None:
-        for event_id, timestamp in list(self._seen.items()):
+        for key, timestamp in list(self._seen.items()):
             if timestamp < cursor_ms:
-                del self._seen[event_id]
+                del self._seen[key]
 
     def _call(self, **kwargs: Any) -> dict[str, Any]:
         try:

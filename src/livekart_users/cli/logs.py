@@ -3,6 +3,7 @@ stack's record; `--follow` keeps printing new ones until Ctrl-C."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -68,6 +69,12 @@ KNOWN = ", ".join((*logs.KNOWN_OUTCOMES, logs.TIMEOUT, logs.FUNCTION_ERROR))
     help="With --follow: seconds between two reads of the log group (FilterLogEvents allows "
     "5 requests/s per account and region, shared by every caller).",
 )
+@click.option(
+    "--live-tail",
+    is_flag=True,
+    help="With --follow: stream through CloudWatch Logs Live Tail instead (billed per minute "
+    "of session; needs logs:StartLiveTail); polls when Live Tail is refused.",
+)
 @friendly_errors
 def logs_command(
     user_pool_id: str | None,
@@ -81,6 +88,7 @@ def logs_command(
     as_json: bool,
     follow: bool,
     interval: float,
+    live_tail: bool,
 ) -> None:
     """Show what the trigger did: time, trigger source, outcome, user id, error code,
     duration and init duration (a cold start), newest last.
@@ -91,12 +99,12 @@ def logs_command(
     """
     window_length = logs.parse_since(since)
     filters = logs.Filters(frozenset(outcomes), user_id)
-    source = _source(user_pool_id, function_name, region, local_dir)
+    source, arn = _source(user_pool_id, function_name, region, local_dir, follow and live_tail)
     try:
         window = source.read(window_length, filters, limit)
         render.print_logs_window(console, errors, window, as_json=as_json, follow=follow)
         if follow:
-            _follow(source, filters, interval, as_json)
+            _follow(source, filters, interval, as_json, arn)
     except KeyboardInterrupt:
         errors.print("stopped", style="dim")
 
@@ -106,10 +114,17 @@ def _follow(
     filters: logs.Filters,
     interval: float,
     as_json: bool,
+    live_tail_arn: str | None,
 ) -> None:
     if isinstance(source, logs.CloudWatchLogs):
-        errors.print(f"following: a read every {interval:g} s; Ctrl-C stops", style="dim")
-        invocations = source.follow(filters, interval)
+        how = "through Live Tail" if live_tail_arn else f"a read every {interval:g} s"
+        errors.print(f"following: {how}; Ctrl-C stops", style="dim")
+        invocations = source.follow(
+            filters,
+            interval,
+            live_tail_arn=live_tail_arn,
+            note=lambda text: errors.print(text, style="dim", highlight=False),
+        )
     else:
         errors.print("following the local record; Ctrl-C stops", style="dim")
         invocations = source.follow(filters)
@@ -122,21 +137,25 @@ def _source(
     function_name: str | None,
     region: str | None,
     local_dir: Path | None,
-) -> logs.CloudWatchLogs | logs.LocalRecord:
+    live_tail: bool,
+) -> tuple[logs.CloudWatchLogs | logs.LocalRecord, str | None]:
     """The local stack's record when it is in use (found as doctor finds it), else the
-    function's log group."""
+    function's log group (and its ARN, which Live Tail takes)."""
     from livekart_users import doctor
     from livekart_users.deploy.models import Target
 
     stack = doctor.find_local_stack(local_dir)
     if stack is not None:
-        return logs.LocalRecord(stack.record_file)
+        return logs.LocalRecord(stack.record_file), None
     if not (user_pool_id or function_name):
         raise click.UsageError(
             "--user-pool-id or --function-name is needed (outside the local stack)"
         )
     chosen = aws.resolve_region(region, user_pool_id)
     target = Target(user_pool_id=user_pool_id or "", region=chosen, account="")
-    name = function_name or target.function
-    client = aws.client("logs", region_name=chosen)
-    return logs.CloudWatchLogs(client, f"/aws/lambda/{name}", chosen)
+    target = replace(target, function=function_name or target.function)
+    source = logs.CloudWatchLogs(aws.client("logs", region_name=chosen), target.log_group, chosen)
+    if not live_tail:
+        return source, None
+    account = aws.client("sts", region_name=chosen).get_caller_identity()["Account"]
+    return source, replace(target, account=str(account)).log_group_arn
