@@ -613,3 +613,32 @@ def test_refused_live_tail_falls_back_to_polling_and_says_so() -> None:
         f"Live Tail was refused (AccessDeniedException; it needs logs:StartLiveTail on {arn}): "
         "polling FilterLogEvents every 5 s instead"
     ]
+
+
+def test_a_function_logging_in_json_format_is_folded_the_same_way() -> None:
+    """With LoggingConfig LogFormat JSON, Lambda's own lines are `platform.*` objects."""
+    request, earlier = a_request(), a_request()
+    platform = [
+        {"type": "platform.start", "record": {"requestId": request, "version": "$LATEST"}},
+        {
+            "type": "platform.report",
+            "record": {
+                "requestId": request,
+                "status": "success",
+                "metrics": {"durationMs": 42.5, "initDurationMs": 250.0},
+            },
+        },
+        # The REPORT of an invocation whose own line was before the window: nothing to show.
+        {"type": "platform.report", "record": {"requestId": earlier, "metrics": {}}},
+    ]
+    events = [
+        event(request, 0, json.dumps(platform[0])),
+        event(request, 1, _line(request, "refreshed")),
+        event(request, 2, json.dumps(platform[1])),
+        event(earlier, 3, json.dumps(platform[2])),
+    ]
+    assembler = logs.Assembler()
+    [done] = assembler.feed(events)
+    assert (done.request_id, done.outcome) == (request, "refreshed")
+    assert (done.duration_ms, done.init_duration_ms) == (42.5, 250.0)
+    assert assembler.flush() == []

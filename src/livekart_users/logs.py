@@ -231,15 +231,17 @@ def _at(timestamp_ms: Any) -> datetime:
 
 
 class Assembler:
-    """Turns log events into invocations: a structured line and the REPORT of its request id
-    make one invocation, whichever arrives first; START and END lines are dropped."""
+    """Turns log events into invocations. Within a log stream Lambda writes the handler's line
+    before the REPORT of the same request id, so a REPORT completes its invocation; a line
+    whose REPORT never comes is shown without it (`expire`, `flush`). START and END lines,
+    metric lines and anything else are dropped."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._pending: dict[str, _Pending] = {}
 
     def feed(self, events: Iterable[Mapping[str, Any]]) -> list[Invocation]:
-        """Complete invocations among these events (and those they complete)."""
+        """The invocations these events complete, in the order they completed."""
         done: list[Invocation] = []
         for event in events:
             message = str(event.get("message") or "").strip()
@@ -255,7 +257,10 @@ class Assembler:
                     report = _json_report(parsed)
                     line = None if report else _structured(parsed, at)
             if report is not None and report.get("request_id"):
-                self._part(str(report["request_id"]), at).report = report
+                request_id = str(report["request_id"])
+                self._part(request_id, at).report = report
+                finished = _merge(request_id, self._pending.pop(request_id))
+                done += [finished] if finished else []
             elif line is not None and line.request_id is None:
                 done.append(line)  # nothing to wait for
             elif line is not None:
@@ -264,18 +269,15 @@ class Assembler:
                 pending.line = pending.line or line
             elif (match := _TIMED_OUT.search(message)) is not None:
                 self._part(match.group(1), at).timed_out = True
-            else:
-                continue
-            done += self._take(complete_only=True)
         return done
 
     def expire(self, grace: float = REPORT_GRACE_SECONDS) -> list[Invocation]:
-        """Lines that waited `grace` seconds for their REPORT, shown without it."""
-        return self._take(older_than=self._clock() - grace)
+        """Invocations that waited `grace` seconds for their REPORT, shown without it."""
+        return self._take(self._clock() - grace)
 
     def flush(self) -> list[Invocation]:
         """Everything still waiting (the end of a read)."""
-        return self._take()
+        return self._take(None)
 
     def _part(self, request_id: str, at: datetime) -> _Pending:
         pending = self._pending.get(request_id)
@@ -283,20 +285,16 @@ class Assembler:
             pending = self._pending[request_id] = _Pending(first_seen=self._clock(), at=at)
         return pending
 
-    def _take(
-        self, *, complete_only: bool = False, older_than: float | None = None
-    ) -> list[Invocation]:
+    def _take(self, seen_before: float | None) -> list[Invocation]:
         taken: list[Invocation] = []
         for request_id, pending in list(self._pending.items()):
-            complete = pending.line is not None and pending.report is not None
-            if complete_only and not complete:
-                continue
-            if older_than is not None and not complete and pending.first_seen > older_than:
+            if seen_before is not None and pending.first_seen > seen_before:
                 continue
             del self._pending[request_id]
             invocation = _merge(request_id, pending)
             if invocation is not None:
                 taken.append(invocation)
+        taken.sort(key=lambda i: i.time)
         return taken
 
 
