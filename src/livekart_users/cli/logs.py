@@ -97,6 +97,8 @@ def logs_command(
     record when the stack is in use. Only the trigger's own lines are shown, never personal
     data; Lambda's START / END / REPORT lines become the duration columns.
     """
+    if live_tail and not follow:
+        raise click.UsageError("--live-tail goes with --follow")
     window_length = logs.parse_since(since)
     filters = logs.Filters(frozenset(outcomes), user_id)
     source, arn = _source(user_pool_id, function_name, region, local_dir, follow and live_tail)
