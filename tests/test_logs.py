@@ -646,3 +646,9 @@ def test_a_function_logging_in_json_format_is_folded_the_same_way() -> None:
     assert (done.request_id, done.outcome) == (request, "refreshed")
     assert (done.duration_ms, done.init_duration_ms) == (42.5, 250.0)
     assert assembler.flush() == []
+
+
+def test_live_tail_without_follow_is_a_usage_error(cloudwatch: Any) -> None:
+    outcome = run("--live-tail")
+    assert outcome.exit_code == 2
+    assert "--live-tail goes with --follow" in outcome.output
