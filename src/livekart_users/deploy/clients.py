@@ -1,4 +1,5 @@
-"""The AWS clients deploy, destroy and doctor use, built once per run in one region."""
+"""The AWS clients deploy, destroy and doctor use, built once per run in one region, from one
+session (botocore then loads each service model and the credentials once)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,17 @@ class Clients:
         def make(service: str) -> Any:
             return aws.client(service, region_name=region)
 
-        return cls(
-            region=region,
-            sts=make("sts"),
-            iam=make("iam"),
-            lambda_=make("lambda"),
-            logs=make("logs"),
-            cloudwatch=make("cloudwatch"),
-            dynamodb=make("dynamodb"),
-            cognito=make("cognito-idp"),
-        )
+        with aws.one_session():
+            return cls(
+                region=region,
+                sts=make("sts"),
+                iam=make("iam"),
+                lambda_=make("lambda"),
+                logs=make("logs"),
+                cloudwatch=make("cloudwatch"),
+                dynamodb=make("dynamodb"),
+                cognito=make("cognito-idp"),
+            )
 
     def account(self) -> str:
         return str(self.sts.get_caller_identity()["Account"])
