@@ -177,19 +177,32 @@ def one_session(prepare: Callable[[Any], None] | None = None) -> Iterator[None]:
             _shared.update(outer)
 
 
-def client(service: str, *, config: Config | None = None, region_name: str | None = None) -> Any:
+def client(
+    service: str,
+    *,
+    config: Config | None = None,
+    region_name: str | None = None,
+    session: Any = None,
+) -> Any:
     """A boto3 client for `service`; every client in this package is built here.
 
-    Without `config`, a command's: bounded by `cli_budget()`.
+    Without `config`, a command's: bounded by `cli_budget()`. Without `session`, the one of
+    `one_session()` if inside it, else a new one.
     """
     config = config or cli_config()
     with _shared_lock:
-        shared = _shared_session()
-        if shared is not None:
-            return shared.client(service, region_name=region_name or region(), config=config)
+        chosen = session or _shared_session()
+        if chosen is not None:
+            return chosen.client(service, region_name=region_name or region(), config=config)
     return boto3.session.Session().client(
         service, region_name=region_name or region(), config=config
     )
+
+
+def current_session() -> Any:
+    """The session of `one_session()` when inside it, else a new one."""
+    with _shared_lock:
+        return _shared_session() or boto3.session.Session()
 
 
 def _profile_region() -> str | None:

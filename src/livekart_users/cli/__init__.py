@@ -47,10 +47,14 @@ class LazyGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """Keep a DynamoDB users table in step with an Amazon Cognito user pool."""
+    import sys
+
     from livekart_users import aws
     from livekart_users.cli.common import WaitingForAws, errors
 
-    ctx.with_resource(aws.one_session(prepare=WaitingForAws(errors).hook))
+    # The spinner is for a person at a terminal; checked here so a pipe never loads rich.
+    waiting = WaitingForAws(errors).hook if sys.stderr.isatty() else None
+    ctx.with_resource(aws.one_session(prepare=waiting))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from livekart_users.doctor import Result
+
+# rich is imported when something is drawn, not with this module: `users get --json` and the
+# other JSON outputs never load it (≈ 40 ms of a command's start, see docs/performance.md).
+
+
+def _table(*args: Any, **kwargs: Any) -> Table:
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
 
 RECORD_COLUMNS = (
     "user_id",
@@ -53,7 +68,7 @@ def cell(value: Any) -> str:
 
 def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
     rows = list(records)
-    table = Table(title=title, show_lines=False)
+    table = _table(title=title, show_lines=False)
     columns = [c for c in RECORD_COLUMNS if c != "storeName" or any(c in r for r in rows)]
     for column in columns:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
@@ -63,7 +78,7 @@ def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
 
 
 def record_detail(record: Mapping[str, Any], title: str) -> Table:
-    table = Table(title=title, show_header=True)
+    table = _table(title=title, show_header=True)
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -72,7 +87,7 @@ def record_detail(record: Mapping[str, Any], title: str) -> Table:
 
 
 def print_status(console: Console, status: Any) -> None:
-    table = Table(title=f"local stack ({status.directory})")
+    table = _table(title=f"local stack ({status.directory})")
     table.add_column("service")
     table.add_column("state")
     table.add_column("endpoint")
@@ -97,7 +112,7 @@ ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no cha
 
 def plan_table(plan: Any, title: str) -> Table:
     """A deploy or destroy plan: one row per step, with its reason."""
-    table = Table(title=title)
+    table = _table(title=title)
     table.add_column("resource", overflow="fold")
     table.add_column("action")
     table.add_column("why", overflow="fold")
@@ -119,14 +134,14 @@ DOCTOR_MARKS = {
 
 def print_doctor(console: Console, results: Sequence[Result], heading: str) -> None:
     """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal."""
-    table = Table(
-        title=escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
+    table = _table(
+        title=_escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
     )
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True)
     table.add_column("finding", overflow="fold")
     for r in results:
-        finding = escape(r.finding) + (f"\n[bold]fix:[/bold] {escape(r.fix)}" if r.fix else "")
+        finding = _escape(r.finding) + (f"\n[bold]fix:[/bold] {_escape(r.fix)}" if r.fix else "")
         table.add_row(DOCTOR_MARKS[r.status], r.name, finding)
     console.print(table, highlight=False)
     counts = doctor_summary(results)
@@ -177,7 +192,7 @@ def doctor_error_json(message: str) -> str:
 def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str, str]) -> None:
     """What `doctor --fix` is about to change (deploy's plan), and what it will not touch."""
     changes = [s for s in steps if s.action != "no change"]
-    table = Table(
+    table = _table(
         title=f"--fix: {len(changes)} change(s), through deploy's plan",
         title_justify="left",
         box=None,
@@ -188,9 +203,9 @@ def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str,
     table.add_column("resource", no_wrap=True)
     table.add_column("reason", overflow="fold")
     for step in changes:
-        table.add_row(step.action, escape(step.resource), escape(step.reason))
+        table.add_row(step.action, _escape(step.resource), _escape(step.reason))
     for slot, arn in sorted(refused.items()):
-        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {escape(arn)}, another function")
+        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {_escape(arn)}, another function")
     console.print(table, highlight=False)
 
 
@@ -223,7 +238,7 @@ def data_cell(value: Any) -> str:
 
 def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
     """Users as rows of a table, with the same columns whatever the rows hold."""
-    table = Table(title=title)
+    table = _table(title=title)
     for column in USER_COLUMNS:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
     for row in rows:
@@ -235,7 +250,7 @@ def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> 
 
 def user_detail(record: Mapping[str, Any], title: str) -> Table:
     """Every attribute of one user's row."""
-    table = Table(title=title)
+    table = _table(title=title)
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -350,7 +365,7 @@ def reconcile_summary(report: Any) -> Table:
     """The counts of a reconcile (a `reconcile.Report`), and what was done about each."""
     mode = "applied" if report.applied else "dry run: nothing changed"
     pool, name = data_cell(report.user_pool_id), data_cell(report.table)
-    table = Table(title=f"reconcile {pool} ↔ {name} ({mode})")
+    table = _table(title=f"reconcile {pool} ↔ {name} ({mode})")
     table.add_column("category")
     table.add_column("count", justify="right")
     if report.applied:
@@ -368,7 +383,7 @@ def reconcile_examples(report: Any) -> Table | None:
     """Some users or rows of each category, by id; None when there are none."""
     if not report.examples:
         return None
-    table = Table(title="examples")
+    table = _table(title="examples")
     table.add_column("category")
     table.add_column("user_id", no_wrap=True)
     table.add_column("detail", overflow="fold")
