@@ -24,6 +24,7 @@ COMMANDS = {
     "doctor": ("livekart_users.cli.doctor", "doctor_command"),
     "users": ("livekart_users.cli.users", "users"),
     "reconcile": ("livekart_users.cli.users", "reconcile_command"),
+    "logs": ("livekart_users.cli.logs", "logs_command"),
 }
 
 
