@@ -7,7 +7,7 @@ PY_OK  := $(VENV)/.bootstrap-python
 NPM_OK := node_modules/.bootstrap-npm
 PYTEST_ARGS ?=
 
-.PHONY: demo test bootstrap lint local-up local-down bench bench-reconcile lock clean
+.PHONY: demo test bootstrap lint local-up local-down bench bench-reconcile bench-cli lock clean
 
 demo: bootstrap
 	$(BIN)/livekart-users local up
@@ -44,6 +44,9 @@ bench: bootstrap
 
 bench-reconcile: bootstrap
 	$(BIN)/python bench/reconcile_bench.py --sizes 10000 100000 --markdown
+
+bench-cli: bootstrap
+	$(BIN)/python bench/cli_bench.py
 
 # Re-lock after changing dependencies in pyproject.toml.
 lock: $(PY_OK)

@@ -16,8 +16,16 @@ from livekart_users.cli import main
 from livekart_users.local import processes
 
 
+def subcommand(group: click.Group, name: str) -> click.Command:
+    """Through `get_command`: the top-level group imports its commands when asked."""
+    command = group.get_command(click.Context(group), name)
+    assert command is not None, name
+    return command
+
+
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, command in group.commands.items():
+    for name in group.list_commands(click.Context(group)):
+        command = subcommand(group, name)
         yield (*prefix, name)
         if isinstance(command, click.Group):
             yield from all_commands(command, (*prefix, name))
@@ -31,7 +39,7 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     command: click.Command = main
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        command = subcommand(command, name)
     assert command.help, f"{' '.join(path)} has no help text"
 
 

@@ -1,5 +1,5 @@
-"""deploy / destroy on moto (the AWS control plane we cannot run here), and exact requests
-checked with botocore's Stubber where moto is more lenient than AWS."""
+"""deploy / destroy on moto (the AWS control plane we cannot run here); the exact pool
+requests, where moto is more lenient than AWS, are in test_pool.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.stub import Stubber
 from moto import mock_aws
 
 from livekart_users import aws
@@ -402,80 +401,7 @@ def test_a_pool_setting_botocore_does_not_model_stops_the_deploy(clients: Client
     assert "PostConfirmation" not in config
 
 
-# --- the exact UpdateUserPool request (moto keeps settings AWS would reset) -------------------
-
-FULL_POOL: dict[str, Any] = {
-    "Id": "us-east-1_AbC123",
-    "Name": "livekart-prod",
-    "Arn": "arn:aws:cognito-idp:x",
-    "Status": "Enabled",
-    "CreationDate": "2025-01-01T00:00:00Z",
-    "LastModifiedDate": "2025-01-02T00:00:00Z",
-    "EstimatedNumberOfUsers": 42,
-    "SchemaAttributes": [{"Name": "custom:role", "AttributeDataType": "String", "Mutable": False}],
-    "UsernameAttributes": ["email"],
-    "UsernameConfiguration": {"CaseSensitive": False},
-    "Domain": "livekart",
-    "SmsConfigurationFailure": "none",
-    "EmailConfigurationFailure": "none",
-    "Policies": {
-        "PasswordPolicy": {
-            "MinimumLength": 12,
-            "RequireSymbols": True,
-            "TemporaryPasswordValidityDays": 3,
-        }
-    },
-    "DeletionProtection": "ACTIVE",
-    "LambdaConfig": {"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:fraud-check"},
-    "AutoVerifiedAttributes": ["email"],
-    "VerificationMessageTemplate": {
-        "DefaultEmailOption": "CONFIRM_WITH_CODE",
-        "EmailSubject": "Your code",
-        "EmailMessage": "Code {####}",
-    },
-    "EmailVerificationSubject": "Your code",
-    "EmailVerificationMessage": "Code {####}",
-    "SmsAuthenticationMessage": "Your code {####}",
-    "UserAttributeUpdateSettings": {"AttributesRequireVerificationBeforeUpdate": ["email"]},
-    "MfaConfiguration": "OPTIONAL",
-    "DeviceConfiguration": {"ChallengeRequiredOnNewDevice": True},
-    "EmailConfiguration": {
-        "EmailSendingAccount": "DEVELOPER",
-        "SourceArn": "arn:aws:ses:us-east-1:123456789012:identity/x",
-    },
-    "SmsConfiguration": {"SnsCallerArn": "arn:aws:iam::123456789012:role/sms"},
-    "UserPoolTags": {"team": "marketplace"},
-    "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": False, "UnusedAccountValidityDays": 7},
-    "UserPoolAddOns": {"AdvancedSecurityMode": "AUDIT"},
-    "AccountRecoverySetting": {"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
-    "UserPoolTier": "ESSENTIALS",
-}
-
-
-def test_update_user_pool_request_carries_every_writable_setting() -> None:
-    cognito = aws.client("cognito-idp", region_name=REGION)
-    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{models.DEFAULT_FUNCTION}"
-    expected = {k: v for k, v in FULL_POOL.items() if k not in pool.READ_ONLY}
-    expected["AdminCreateUserConfig"] = {"AllowAdminCreateUserOnly": False}
-    expected.update(
-        UserPoolId="us-east-1_AbC123",
-        PoolName="livekart-prod",
-        LambdaConfig={
-            **FULL_POOL["LambdaConfig"],
-            "PostConfirmation": function_arn,
-            "PostAuthentication": function_arn,
-        },
-    )
-    # Every writable field the pool has goes back: nothing is left to be reset.
-    assert set(expected) - {"UserPoolId", "PoolName"} == set(FULL_POOL) - pool.READ_ONLY
-    with Stubber(cognito) as stub:
-        stub.add_response(
-            "describe_user_pool", {"UserPool": FULL_POOL}, {"UserPoolId": "us-east-1_AbC123"}
-        )
-        stub.add_response("update_user_pool", {}, expected)
-        changed = pool.attach(cognito, "us-east-1_AbC123", function_arn, models.TRIGGER_SLOTS)
-        stub.assert_no_pending_responses()
-    assert changed == ["PostConfirmation", "PostAuthentication"]
+# --- the exact UpdateUserPool request: tests/test_pool.py (a loopback Cognito serves raw JSON)
 
 
 def test_writable_fields_come_from_the_service_model() -> None:

@@ -36,8 +36,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from livekart_users import aws, schema
@@ -111,9 +117,15 @@ class TokenBucket:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Throttling, a server error or a lost connection: worth another attempt later."""
+    """Throttling, a server error or a lost connection: worth another attempt later.
+
+    Not an endpoint that cannot be reached or does not answer in time: ten more waits would
+    hold the command for minutes in silence; it stops with one line instead (rerunning is safe).
+    """
     if isinstance(exc, ClientError):
         return aws.error_code(exc) in TRANSIENT_CODES
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | EndpointConnectionError):
+        return False
     return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
@@ -187,12 +199,9 @@ class PatientClient:
 
 def clients(region: str, concurrency: int = DEFAULT_CONCURRENCY) -> tuple[Any, Any]:
     """Cognito and DynamoDB clients for reconcile: botocore does not retry, we do (paced)."""
-    config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"mode": "standard", "total_max_attempts": 1},
-        max_pool_connections=concurrency + 4,
-    )
+    # One attempt each, so a call that gets no answer ends within the command's budget
+    # (aws.cli_budget); `is_transient` does not retry a timeout for the same reason.
+    config = aws.cli_config(attempts=1, max_pool_connections=concurrency + 4)
     return (
         aws.client("cognito-idp", config=config, region_name=region),
         aws.client("dynamodb", config=config, region_name=region),

@@ -7,13 +7,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from livekart_users.doctor import Result
     from livekart_users.logs import Invocation, Window
+
+# rich is imported when something is drawn, not with this module: `users get --json` and the
+# other JSON outputs never load it (≈ 40 ms of a command's start, see docs/performance.md).
+
+
+def _table(*args: Any, **kwargs: Any) -> Table:
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
 
 RECORD_COLUMNS = (
     "user_id",
@@ -54,7 +69,7 @@ def cell(value: Any) -> str:
 
 def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
     rows = list(records)
-    table = Table(title=title, show_lines=False)
+    table = _table(title=title, show_lines=False)
     columns = [c for c in RECORD_COLUMNS if c != "storeName" or any(c in r for r in rows)]
     for column in columns:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
@@ -64,7 +79,7 @@ def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
 
 
 def record_detail(record: Mapping[str, Any], title: str) -> Table:
-    table = Table(title=title, show_header=True)
+    table = _table(title=title, show_header=True)
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -73,7 +88,7 @@ def record_detail(record: Mapping[str, Any], title: str) -> Table:
 
 
 def print_status(console: Console, status: Any) -> None:
-    table = Table(title=f"local stack ({status.directory})")
+    table = _table(title=f"local stack ({status.directory})")
     table.add_column("service")
     table.add_column("state")
     table.add_column("endpoint")
@@ -98,7 +113,7 @@ ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no cha
 
 def plan_table(plan: Any, title: str) -> Table:
     """A deploy or destroy plan: one row per step, with its reason."""
-    table = Table(title=title)
+    table = _table(title=title)
     table.add_column("resource", overflow="fold")
     table.add_column("action")
     table.add_column("why", overflow="fold")
@@ -120,14 +135,14 @@ DOCTOR_MARKS = {
 
 def print_doctor(console: Console, results: Sequence[Result], heading: str) -> None:
     """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal."""
-    table = Table(
-        title=escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
+    table = _table(
+        title=_escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
     )
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True)
     table.add_column("finding", overflow="fold")
     for r in results:
-        finding = escape(r.finding) + (f"\n[bold]fix:[/bold] {escape(r.fix)}" if r.fix else "")
+        finding = _escape(r.finding) + (f"\n[bold]fix:[/bold] {_escape(r.fix)}" if r.fix else "")
         table.add_row(DOCTOR_MARKS[r.status], r.name, finding)
     console.print(table, highlight=False)
     counts = doctor_summary(results)
@@ -178,7 +193,7 @@ def doctor_error_json(message: str) -> str:
 def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str, str]) -> None:
     """What `doctor --fix` is about to change (deploy's plan), and what it will not touch."""
     changes = [s for s in steps if s.action != "no change"]
-    table = Table(
+    table = _table(
         title=f"--fix: {len(changes)} change(s), through deploy's plan",
         title_justify="left",
         box=None,
@@ -189,9 +204,9 @@ def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str,
     table.add_column("resource", no_wrap=True)
     table.add_column("reason", overflow="fold")
     for step in changes:
-        table.add_row(step.action, escape(step.resource), escape(step.reason))
+        table.add_row(step.action, _escape(step.resource), _escape(step.reason))
     for slot, arn in sorted(refused.items()):
-        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {escape(arn)}, another function")
+        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {_escape(arn)}, another function")
     console.print(table, highlight=False)
 
 
@@ -224,7 +239,7 @@ def data_cell(value: Any) -> str:
 
 def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
     """Users as rows of a table, with the same columns whatever the rows hold."""
-    table = Table(title=title)
+    table = _table(title=title)
     for column in USER_COLUMNS:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
     for row in rows:
@@ -236,7 +251,7 @@ def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> 
 
 def user_detail(record: Mapping[str, Any], title: str) -> Table:
     """Every attribute of one user's row."""
-    table = Table(title=title)
+    table = _table(title=title)
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -351,7 +366,7 @@ def reconcile_summary(report: Any) -> Table:
     """The counts of a reconcile (a `reconcile.Report`), and what was done about each."""
     mode = "applied" if report.applied else "dry run: nothing changed"
     pool, name = data_cell(report.user_pool_id), data_cell(report.table)
-    table = Table(title=f"reconcile {pool} ↔ {name} ({mode})")
+    table = _table(title=f"reconcile {pool} ↔ {name} ({mode})")
     table.add_column("category")
     table.add_column("count", justify="right")
     if report.applied:
@@ -369,7 +384,7 @@ def reconcile_examples(report: Any) -> Table | None:
     """Some users or rows of each category, by id; None when there are none."""
     if not report.examples:
         return None
-    table = Table(title="examples")
+    table = _table(title="examples")
     table.add_column("category")
     table.add_column("user_id", no_wrap=True)
     table.add_column("detail", overflow="fold")
@@ -418,10 +433,10 @@ def log_cells(invocation: Invocation) -> list[str]:
     style = LOG_OUTCOME_STYLES.get(outcome, "yellow")
     return [
         invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
-        escape(invocation.trigger_source or "-"),
-        f"[{style}]{escape(outcome)}[/{style}]",
-        escape(invocation.user_id or "-"),
-        escape(invocation.error_code or "-"),
+        _escape(invocation.trigger_source or "-"),
+        f"[{style}]{_escape(outcome)}[/{style}]",
+        _escape(invocation.user_id or "-"),
+        _escape(invocation.error_code or "-"),
         _log_ms(invocation.duration_ms),
         _log_ms(invocation.init_duration_ms),
     ]
@@ -439,7 +454,7 @@ LOG_COLUMNS = (
 
 
 def logs_table(invocations: Iterable[Invocation], title: str | None) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = _table(title=title, title_justify="left")
     for column in LOG_COLUMNS:
         right = column in ("duration", "initDuration")
         table.add_column(column, justify="right" if right else "left", no_wrap=True)
@@ -456,7 +471,7 @@ def print_logs_window(
     since = window.since.strftime("%Y-%m-%d %H:%M:%S") + "Z"
     count = len(window.invocations)
     heading = (
-        f"{count} invocation{'' if count == 1 else 's'} since {since} in {escape(window.source)}"
+        f"{count} invocation{'' if count == 1 else 's'} since {since} in {_escape(window.source)}"
     )
     if as_json:
         for invocation in window.invocations:
@@ -469,9 +484,9 @@ def print_logs_window(
         console.print(heading, highlight=False)
         console.print(logs_table(window.invocations, None), highlight=False)
     else:
-        console.print(f"no invocations since {since} in {escape(window.source)}", highlight=False)
+        console.print(f"no invocations since {since} in {_escape(window.source)}", highlight=False)
     if window.cut_short:
-        notes.print(f"[yellow]window cut short:[/yellow] {escape(window.cut_short)}")
+        notes.print(f"[yellow]window cut short:[/yellow] {_escape(window.cut_short)}")
 
 
 LOG_WIDTHS = (20, 38, 14, 36, 22, 11, 11)
@@ -496,6 +511,6 @@ def print_log_invocation(console: Console, invocation: Invocation, *, as_json: b
         for index, (text, width) in enumerate(zip(plain, LOG_WIDTHS, strict=True))
     ]
     style = LOG_OUTCOME_STYLES.get(plain[2], "yellow")
-    cells = [escape(c) for c in cells]
+    cells = [_escape(c) for c in cells]
     cells[2] = f"[{style}]{cells[2]}[/{style}]"
     console.print(" ".join(cells), highlight=False, soft_wrap=True)
