@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -26,18 +27,35 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (LivekartUsersError, ClientError, BotoCoreError) as exc:
+        except (LivekartUsersError, ClientError, BotoCoreError, OSError) as exc:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
-            errors.print(f"[red]error:[/red] {_explain(exc)}", highlight=False)
+            # soft_wrap: an error is one line, however narrow the terminal (or log) is.
+            errors.print(f"[red]error:[/red] {_explain(exc)}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
+def write_output(path: Path, data: bytes, what: str, option: str = "-o") -> None:
+    """Write a command's output file, or fail with one line saying why and what to do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write {what} to {path}: {exc.strerror or exc}; "
+            f"give {option} a path in a folder you can write to"
+        ) from None
+
+
 def _explain(exc: Exception) -> str:
     if isinstance(exc, NoCredentialsError):
         return "no AWS credentials found: configure a profile or set AWS_PROFILE"
+    if isinstance(exc, OSError) and exc.strerror:
+        # A file or folder we were given cannot be used (read-only, missing, a file...).
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')}: {error.get('Message', exc)}"

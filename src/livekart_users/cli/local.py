@@ -141,7 +141,7 @@ def local_down(directory: Path | None, wipe: bool) -> None:
         line += f"; deleted the stack's files in {stack.dir}"
         if result.kept:
             line += f" (kept what is not the stack's: {', '.join(result.kept)})"
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 @local.command("status")
