@@ -179,7 +179,7 @@ def test_exports_for_powershell_cmd_and_fish() -> None:
     ]
     assert shells.exports(VARIABLES, "cmd") == [
         'set "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000"',
-        "set \"ODD=it's $HOME\"",
+        'set "ODD=it\'s $HOME"',
     ]
     assert shells.exports(VARIABLES, "fish")[1] == "set -gx ODD 'it'\"'\"'s $HOME'"
 
