@@ -125,6 +125,10 @@ def test_up_demo_down(tmp_path: Path) -> None:
         again = runner.invoke(main, ["local", "demo", "--dir", str(tmp_path)])
         assert again.exit_code == 0, again.output
         assert "already signed up earlier" in again.output
+        # Hints a pipx user can follow: no virtualenv paths, no make.
+        for output in (up.output, demo.output):
+            assert f"livekart-users local down --dir {tmp_path}" in output
+            assert ".venv" not in output and "make " not in output
     finally:
         down = runner.invoke(main, ["local", "down", "--dir", str(tmp_path)])
         os.environ.clear()

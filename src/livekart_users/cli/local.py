@@ -105,8 +105,7 @@ def local_up(shell: str | None, **options: Any) -> None:
     from livekart_users.local import shells
 
     stack = _stack(**options)
-    with console.status("starting the local stack…") as spinner:
-        status = stack.up(say=lambda line: spinner.console.print(f"[yellow]{line}[/yellow]"))
+    status = _start(stack)
     started = ", ".join(status.started) or "nothing (all were running)"
     console.print(f"started: {started}")
     render.print_status(console, status)
@@ -117,7 +116,16 @@ def local_up(shell: str | None, **options: Any) -> None:
         f"try it: [bold]livekart-users local demo{dir_flag}[/bold]; "
         f"stop it: [bold]livekart-users local down{dir_flag}[/bold].",
         highlight=False,
+        soft_wrap=True,  # commands to copy: never folded mid-way
     )
+
+
+def _start(stack: Any) -> Any:
+    """`stack.up()` under a spinner; what it installs or restores is said as it happens."""
+    with console.status("starting the local stack…") as spinner:
+        return stack.up(
+            say=lambda line: spinner.console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)
+        )
 
 
 def _dir_flag(directory: Path | None) -> str:
@@ -207,9 +215,7 @@ def local_demo(directory: Path | None, start: bool) -> None:
 
     stack = _stack(directory)
     if start and not stack.status().all_running:
-        with console.status("starting the local stack…") as spinner:
-            status = stack.up(say=lambda line: spinner.console.print(f"[yellow]{line}[/yellow]"))
-        console.print(f"started: {', '.join(status.started)}")
+        console.print(f"started: {', '.join(_start(stack).started)}")
     result = demo.run(stack, say=lambda line: console.print(f"• {line}"))
     console.print(render.records_table(result.records, "rows the trigger wrote"))
     console.print(f"find_by_email({result.lookup_email!r}) through the GSI email-index:")
@@ -226,4 +232,5 @@ def local_demo(directory: Path | None, start: bool) -> None:
         f"[bold]livekart-users local env{dir_flag}[/bold] into your shell). Stop the stack: "
         f"[bold]livekart-users local down{dir_flag}[/bold] (add --wipe to delete its data).",
         highlight=False,
+        soft_wrap=True,
     )
