@@ -85,6 +85,17 @@ def check_and_keep(db: Path, backup: Path) -> list[Repair]:
     return repairs
 
 
+def wait_until_whole(db: Path, timeout: float = 5.0) -> bool:
+    """Wait (a little) until no file in `db` is caught mid-write; True when all are whole."""
+    ends = time.monotonic() + timeout
+    while True:
+        if not db.is_dir() or all(problem(path) is None for path in db.glob("*.json")):
+            return True
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.05)
+
+
 def keep(db: Path, backup: Path) -> None:
     """Copy every good file in `db` over its last good copy."""
     if not db.is_dir():

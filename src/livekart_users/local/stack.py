@@ -269,7 +269,8 @@ class LocalStack:
             for service in reversed(started):
                 processes.stop(self._process(state, service))
             if created:
-                self._remove_own_entries()
+                with contextlib.suppress(LocalStackError):  # the first error is the one to tell
+                    self._remove_own_entries()
             elif started and self.dir.is_dir():
                 for service in started:
                     state.get("processes", {}).pop(service, None)
@@ -290,7 +291,10 @@ class LocalStack:
             )
         state = self._state()
         stopped = []
-        for service in reversed(SERVICES):  # the proxy first: no write is cut off mid-way
+        for service in reversed(SERVICES):  # the proxy first: no new write reaches cognito-local
+            if service == "cognito-local":
+                # A write the proxy let through may still be on its way to disk.
+                pools.wait_until_whole(self.cognito_db)
             if processes.stop(self._process(state, service)):
                 stopped.append(service)
             if service == "cognito-local":
