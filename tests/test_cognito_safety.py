@@ -201,6 +201,15 @@ def test_a_deleted_pool_is_not_brought_back(tmp_path: Path) -> None:
     assert list(db.iterdir()) == [] and list(backup.iterdir()) == []
 
 
+def test_down_waits_only_while_a_file_is_caught_mid_write(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "local_x.json").write_text(json.dumps(POOL))
+    assert pools.wait_until_whole(db, timeout=0.2)
+    (db / "local_x.json").write_text('{"Users": {')  # a write on its way to disk
+    assert not pools.wait_until_whole(db, timeout=0.2)
+
+
 # --- end to end ------------------------------------------------------------------------------
 
 
