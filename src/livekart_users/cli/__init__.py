@@ -19,7 +19,7 @@ def main(debug: bool) -> None:
 
 # The groups import after `main` exists; each module registers nothing by itself.
 from livekart_users.cli.artifacts import package, template  # noqa: E402
-from livekart_users.cli.deploy import attach, deploy, destroy  # noqa: E402
+from livekart_users.cli.deploy import attach, deploy, destroy, detach  # noqa: E402
 from livekart_users.cli.doctor import doctor_command  # noqa: E402
 from livekart_users.cli.local import local  # noqa: E402
 from livekart_users.cli.users import reconcile_command, users  # noqa: E402
@@ -29,6 +29,7 @@ for command in (
     deploy,
     destroy,
     attach,
+    detach,
     package,
     template,
     doctor_command,

@@ -144,7 +144,14 @@ class Executor:
     def _pool_attach(self, slots: tuple[str, ...], function_arn: str, force: bool) -> None:
         target = self.plan.target
         # Read again right before writing, so a change made since the plan is not lost.
-        pool.attach(self.clients.cognito, target.user_pool_id, function_arn, slots, force=force)
+        pool.attach(
+            self.clients.cognito,
+            target.user_pool_id,
+            function_arn,
+            slots,
+            force=force,
+            owner_arn=target.function_arn,
+        )
 
     def _pool_detach(self) -> None:
         target = self.plan.target

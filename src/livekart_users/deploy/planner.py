@@ -1083,3 +1083,45 @@ def _kept_data(
             )
         )
     return steps
+
+
+# --- attach / detach (the step CloudFormation cannot take) --------------------------------------
+
+
+class CannotAttach(LivekartUsersError):
+    """Attaching would point the pool at a function that cannot serve it."""
+
+
+def attach_arn(clients: Clients, target: Target, *, allow_unmanaged: bool = False) -> str:
+    """The ARN the pool's triggers should name: the function's alias `live` if it has one (a
+    deploy's), else the function itself (a CloudFormation stack's). Refuses a function that
+    does not exist, one not managed by livekart-users unless `allow_unmanaged`, and one
+    Cognito may not invoke from this pool: each would fail every sign-up, or run someone
+    else's code."""
+    lam = clients.lambda_
+    found = aws.unless_missing(lambda: lam.get_function(FunctionName=target.function))
+    if found is None:
+        raise CannotAttach(
+            f"function {target.function} does not exist in {target.region}: attaching it would "
+            "fail every sign-up. Check --function-name, or create it first (`livekart-users "
+            "deploy`, or the CloudFormation template)"
+        )
+    if not _tagged(found.get("Tags")) and not allow_unmanaged:
+        raise CannotAttach(
+            f"function {target.function} is not managed by livekart-users (no tag "
+            f"{OWNER_TAG[0]}={OWNER_TAG[1]}): pass --allow-unmanaged to attach it anyway"
+        )
+    alias = aws.unless_missing(
+        lambda: lam.get_alias(FunctionName=target.function, Name=models.ALIAS)
+    )
+    qualifier = models.ALIAS if alias is not None else None
+    arn = target.alias_arn if qualifier else target.function_arn
+    statements = cognito_statements(clients, target, qualifier)
+    if not any(_pool_of(s) in (target.user_pool_id, "*") for s in statements):
+        raise CannotAttach(
+            f"Cognito may not invoke {arn.split(':function:', 1)[1]} from pool "
+            f"{target.user_pool_id}: attaching it would fail every sign-up with "
+            f"AccessDeniedException. Run `livekart-users deploy --user-pool-id "
+            f"{target.user_pool_id}` (or give the stack this pool's UserPoolId) first"
+        )
+    return arn
