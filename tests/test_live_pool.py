@@ -286,3 +286,41 @@ def test_a_second_pool_with_another_table_is_refused_before_any_change(
     )
     deploy(clients, own)
     assert not problems(clients, prod) and not problems(clients, dev)
+
+
+# --- §7 destroy never deletes what a CloudFormation stack owns --------------------------------
+
+
+def test_destroy_leaves_a_stacks_resources_alone(watched: tuple[Clients, Watch]) -> None:
+    clients, watch = watched
+    pool_id = make_pool(clients)
+    target = target_for(pool_id)
+    deploy(clients, target)
+    # What a stack of our template leaves: CloudFormation's own tag on the function, the
+    # template's stack tag on the role and the table.
+    clients.lambda_.tag_resource(
+        Resource=target.function_arn, Tags={"aws:cloudformation:stack-name": "users"}
+    )
+    clients.iam.tag_role(RoleName=target.role, Tags=[{"Key": models.STACK_TAG, "Value": "users"}])
+    table_arn = clients.dynamodb.describe_table(TableName=target.table)["Table"]["TableArn"]
+    clients.dynamodb.tag_resource(
+        ResourceArn=table_arn, Tags=[{"Key": models.STACK_TAG, "Value": "users"}]
+    )
+    watch.pools.append(pool_id)
+    watch.attach(clients)
+    plan = planner.plan_destroy(target, clients, delete_table=True, delete_logs=True)
+    executor.apply(plan, clients, sleep=lambda _: None)
+    writes = [c for c in watch.calls if not c.startswith(("Describe", "Get", "List"))]
+    assert writes == ["UpdateUserPool"]  # detached; nothing deleted
+    kept = [s.reason for s in plan.steps if s.action == "no change"]
+    assert any("CloudFormation stack users owns it" in r for r in kept)
+    assert clients.lambda_.get_function(FunctionName=target.function)
+    assert clients.iam.get_role(RoleName=target.role)
+
+    # The table too, when only the table is a stack's.
+    clients.lambda_.untag_resource(
+        Resource=target.function_arn, TagKeys=["aws:cloudformation:stack-name"]
+    )
+    plan = planner.plan_destroy(target, clients, delete_table=True)
+    table = next(s for s in plan.steps if s.resource == f"table {target.table}")
+    assert table.action == "no change" and "stack users" in table.reason
