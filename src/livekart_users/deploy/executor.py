@@ -35,11 +35,14 @@ class Executor:
         *,
         sleep: Callable[[float], None] = time.sleep,
         report: Callable[[Step], None] = lambda step: None,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.clients = clients
         self.plan = plan
         self.sleep = sleep
         self.report = report
+        # botocore's waiters sleep by themselves: their delay is the one thing tests set.
+        self.poll = {"Delay": poll_seconds, "MaxAttempts": 300}
 
     def run(self) -> list[Step]:
         done: list[Step] = []
@@ -119,12 +122,12 @@ class Executor:
 
     def _lambda__wait_function_active(self, FunctionName: str) -> None:
         self.clients.lambda_.get_waiter("function_active_v2").wait(
-            FunctionName=FunctionName, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+            FunctionName=FunctionName, WaiterConfig=self.poll
         )
 
     def _lambda__wait_function_updated(self, FunctionName: str) -> None:
         self.clients.lambda_.get_waiter("function_updated_v2").wait(
-            FunctionName=FunctionName, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+            FunctionName=FunctionName, WaiterConfig=self.poll
         )
 
     def _lambda__release(self, FunctionName: str, CodeSha256: str, alias_exists: bool) -> None:
@@ -136,7 +139,7 @@ class Executor:
         lam.get_waiter("published_version_active").wait(
             FunctionName=FunctionName,
             Qualifier=version,
-            WaiterConfig={"Delay": 1, "MaxAttempts": 300},
+            WaiterConfig=self.poll,
         )
         point = lam.update_alias if alias_exists else lam.create_alias
         point(FunctionName=FunctionName, Name=models.ALIAS, FunctionVersion=version)
@@ -166,6 +169,7 @@ def apply(
     *,
     sleep: Callable[[float], None] = time.sleep,
     report: Callable[[Step], None] = lambda step: None,
+    poll_seconds: float = 1.0,
 ) -> list[Step]:
     """Carry out every change of `plan`; the steps done."""
-    return Executor(clients, plan, sleep=sleep, report=report).run()
+    return Executor(clients, plan, sleep=sleep, report=report, poll_seconds=poll_seconds).run()
