@@ -324,3 +324,18 @@ def test_destroy_leaves_a_stacks_resources_alone(watched: tuple[Clients, Watch])
     plan = planner.plan_destroy(target, clients, delete_table=True)
     table = next(s for s in plan.steps if s.resource == f"table {target.table}")
     assert table.action == "no change" and "stack users" in table.reason
+
+
+def test_code_another_pool_runs_directly_is_not_changed_under_it(
+    managed_policies: None, clients: Clients
+) -> None:
+    # Pool A runs the guide's function directly ($LATEST); deploying pool B would change it.
+    a = guide_pool(clients)
+    b = make_pool(clients)
+    with pytest.raises(planner.BareFunctionInUse, match=rf"deploy --user-pool-id {a}` first"):
+        planner.plan_deploy(target_for(b, architecture="x86_64"), clients, code=CODE)
+    assert not problems(clients, a)
+    # Deployed for A first (A moves onto the alias), B's deploy then leaves A working.
+    deploy(clients, target_for(a, architecture="x86_64"))
+    deploy(clients, target_for(b, architecture="x86_64"))
+    assert not problems(clients, a) and not problems(clients, b)
