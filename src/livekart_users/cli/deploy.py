@@ -107,9 +107,11 @@ def deploy(
     """Deploy the trigger onto an existing user pool: table, role, function, permission,
     alarm and the pool's Post Confirmation / Post Authentication triggers.
 
-    Safe on a production pool: every other pool setting is sent back unchanged, and a trigger
-    slot that holds another function is left alone unless --force. Run it again any time:
-    a second deploy plans no changes."""
+    Safe on a production pool: every other pool setting is sent back unchanged; the pool
+    names the function's alias `live`, moved in one call once a new version is complete, so
+    sign-ups never hit half-updated code; a trigger slot that holds another function is left
+    alone unless --force (the other slot is attached, and the exit status is 1). Run it again
+    any time: a second deploy plans no changes."""
     clients = _clients(region, user_pool_id)
     target = _target(clients, user_pool_id, **options)
     with console.status("reading what exists…"):

@@ -3,6 +3,11 @@
 Each step names a resource, an action (create / update / delete / no change) and the reason,
 and carries the exact API calls the executor will make. A dry run prints the steps; `apply`
 hands the same plan to the executor. `plan_destroy` is "deploy nothing": remove what is ours.
+
+The order of the steps is what keeps a live pool working (docs/deploy.md, "No downtime"): the
+pool names the function's alias `live`; `$LATEST` changes, is published, then the alias moves
+in one call; a permission is added before any is removed; the pool is detached before anything
+it names is deleted. One function may serve several pools, with one statement each.
 """
 
 from __future__ import annotations
