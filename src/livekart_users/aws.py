@@ -37,6 +37,12 @@ TRIGGER_CONFIG = Config(
     read_timeout=TRIGGER_READ_TIMEOUT,
     retries={"mode": "standard", "total_max_attempts": 1},
 )
+# The change handler runs asynchronously (EventBridge), with no one waiting: a few patient
+# attempts, then the error is raised so Lambda retries the event and, at last, hands it to the
+# failure destination. Bounded so one invocation stays well inside its function timeout.
+CHANGES_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+)
 # Commands run by a person or a script: patient, with botocore's standard retries.
 CLI_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
 
