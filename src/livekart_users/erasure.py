@@ -14,9 +14,14 @@ Every policy is idempotent: applied twice, the second changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
-from livekart_users import schema
+from botocore.exceptions import ClientError
+
+from livekart_users import pool_users, schema
+from livekart_users.aws import error_code
 from livekart_users.exceptions import InvalidErasurePolicy
 from livekart_users.table import UsersTable
 
@@ -79,3 +84,50 @@ def erase(
         return Erased.ANONYMIZED
     # Marked deleted by a concurrent erasure meanwhile, or the row went.
     return Erased.ALREADY_ERASED if table.get(user_id) is not None else Erased.NO_ROW
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What `delete_user` did: to the Cognito user, and to the row."""
+
+    user_id: str
+    policy: str
+    cognito_user_deleted: bool  # False: there was no such user (already deleted, say)
+    row: str  # an `Erased` value
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def delete_user(
+    cognito: Any,
+    table: UsersTable,
+    user_pool_id: str,
+    user_id: str,
+    policy: Policy,
+    *,
+    timestamp: str | None = None,
+) -> Deletion:
+    """Delete the user from Cognito (`AdminDeleteUser`), then apply `policy` to their row.
+
+    Cognito first: once the user is gone there, every path agrees the row must be erased (a
+    second run, the change handler's deletion event, `reconcile --erase-orphans`), and no
+    sign-in can write identity back. The other order, stopped half-way, leaves a live
+    account whose next sign-in writes email and name into the erased row, and nothing
+    would notice. Idempotent: run again, it finishes what a stopped run left.
+    """
+    row = table.get(user_id)
+    hint = row.get("username") if row else None
+    user = pool_users.find_user(
+        cognito, user_pool_id, user_id, username_hint=hint if isinstance(hint, str) else None
+    )
+    deleted = False
+    if user is not None:
+        try:
+            cognito.admin_delete_user(UserPoolId=user_pool_id, Username=user.username)
+            deleted = True
+        except ClientError as exc:
+            if error_code(exc) != "UserNotFoundException":  # deleted meanwhile: as wanted
+                raise
+    erased = erase(table, user_id, policy, timestamp=timestamp)
+    return Deletion(user_id, str(policy), deleted, str(erased))
