@@ -25,6 +25,8 @@ from livekart_users.local import emulators, processes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
+# The change handler's function (deletions, attribute edits, enable/disable; see changes.py).
+CHANGES_FUNCTION = "livekart-users-changes"
 POOL_NAME = "livekart-users-local"
 CLIENT_NAME = "livekart-web"
 SERVICES = ("dynamodb", "endpoint", "cognito")
@@ -62,6 +64,7 @@ class Settings:
     endpoint_port: int = field(default_factory=lambda: _env_port("LAMBDA", 9001))
     table: str = field(default_factory=lambda: os.environ.get("USERS_TABLE") or DEFAULT_TABLE)
     function: str = DEFAULT_FUNCTION
+    changes_function: str = CHANGES_FUNCTION
     function_timeout: float = FUNCTION_TIMEOUT
     extra_fields: str | None = field(default_factory=lambda: os.environ.get("USERS_EXTRA_FIELDS"))
     region: str = aws.DEFAULT_REGION
@@ -154,6 +157,13 @@ class LocalStack:
             user_pool_id=state.get("user_pool_id"),
             client_id=state.get("client_id"),
             table=state.get("table"),
+        )
+
+    def changes_invoke_url(self) -> str:
+        """Where the change function is invoked (the stack's Cognito endpoint sends there)."""
+        return (
+            f"{self.endpoints()['lambda']}/2015-03-31/functions/"
+            f"{self.settings.changes_function}/invocations"
         )
 
     def invocations(self) -> list[dict[str, Any]]:
@@ -263,6 +273,10 @@ class LocalStack:
                 str(self.settings.function_timeout),
                 "--record",
                 str(self.record_file),
+                "--changes-function",
+                self.settings.changes_function,
+                "--changes-pool-name",
+                POOL_NAME,
             ]
             pid = processes.start("the Lambda endpoint", command, cwd=self.dir, log=log, env=env)
             processes.wait_until(
