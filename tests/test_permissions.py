@@ -40,6 +40,8 @@ IMPLIED = {
     "cloudwatch:TagResource",
     "dynamodb:TagResource",
     "iam:TagRole",
+    "events:TagResource",
+    "sqs:TagQueue",
 }
 PREFIX = {"monitoring": "cloudwatch"}
 FREE = {"sts:GetCallerIdentity"}
@@ -59,7 +61,18 @@ def documented() -> dict[str, set[str]]:
 
 def record(clients: Clients) -> set[str]:
     calls: set[str] = set()
-    for name in ("sts", "iam", "lambda_", "logs", "cloudwatch", "dynamodb", "cognito"):
+    for name in (
+        "sts",
+        "iam",
+        "lambda_",
+        "logs",
+        "cloudwatch",
+        "dynamodb",
+        "cognito",
+        "events",
+        "sqs",
+        "cloudtrail",
+    ):
         client = getattr(clients, name)
         prefix = client.meta.service_model.endpoint_prefix
         prefix = PREFIX.get(prefix, prefix)

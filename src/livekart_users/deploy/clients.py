@@ -18,6 +18,10 @@ class Clients:
     cloudwatch: Any
     dynamodb: Any
     cognito: Any
+    # The change handler's rule, dead-letter queue, and the trail it needs.
+    events: Any = None
+    sqs: Any = None
+    cloudtrail: Any = None
 
     @classmethod
     def create(cls, region: str) -> Clients:
@@ -33,6 +37,9 @@ class Clients:
             cloudwatch=make("cloudwatch"),
             dynamodb=make("dynamodb"),
             cognito=make("cognito-idp"),
+            events=make("events"),
+            sqs=make("sqs"),
+            cloudtrail=make("cloudtrail"),
         )
 
     def account(self) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekart_users import aws
+from livekart_users import aws, erasure
 from livekart_users.deploy import models, pool
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import OWNER_TAG, Target
@@ -81,7 +81,10 @@ def plan_deploy(
         from livekart_users.deploy import package
 
         code = package.build_zip(target.architecture).data
+    from livekart_users.deploy import change_handler
+
     models.environment(target)  # validates the extra-fields setting before anything else
+    erasure.parse_policy(target.erasure_policy)  # and the erasure policy
     settings = pool.describe(clients.cognito, target.user_pool_id)
     steps = [
         *_table_steps(target, clients),
@@ -90,6 +93,7 @@ def plan_deploy(
         *_function_steps(target, clients, code),
         *_permission_steps(target, clients),
         *_alarm_steps(target, clients),
+        *change_handler.plan_steps(target, clients, code),
     ]
     trigger_step, refused = _trigger_step(target, clients, settings, force)
     steps.append(trigger_step)
@@ -609,7 +613,10 @@ def plan_destroy(
     target: Target, clients: Clients, *, delete_table: bool = False, delete_logs: bool = False
 ) -> Plan:
     """Remove what deploy made or adopted (tagged as ours); keep the data unless told."""
-    steps: list[Step] = []
+    from livekart_users.deploy import change_handler
+
+    # The change handler first: its rule stops sending before its function goes.
+    steps: list[Step] = change_handler.destroy_steps(target, clients, delete_logs=delete_logs)
     settings = pool.describe(clients.cognito, target.user_pool_id)
     ours = [
         s
