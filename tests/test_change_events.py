@@ -8,6 +8,7 @@ the emitter, the endpoint, the change function and the emulators are all real.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from livekart_users import aws, changes
+from livekart_users.local import change_events
 from livekart_users.local.change_events import ChangeEmitter, cloudtrail_event, token_sub
 from livekart_users.local.demo import DemoUser, sign_up
 from livekart_users.local.stack import LocalStack
@@ -67,12 +69,15 @@ class Local:
         self.client_id = str(stack.status().client_id)
         self.table = UsersTable(aws.client("dynamodb"), stack.settings.table)
         self.sent: list[dict[str, Any]] = []
-        emitter = ChangeEmitter(
-            cognito=aws.client("cognito-idp"),
-            table=self.table,
-            invoke_url=stack.changes_invoke_url(),
-            region="us-east-1",
+        # As the proxy's process builds it: from its command line, cognito-local by its port.
+        parser = argparse.ArgumentParser()
+        change_events.add_arguments(parser)
+        args = parser.parse_args(
+            ["--changes-invoke-url", stack.changes_invoke_url(), "--changes-table", self.table.name]
         )
+        upstream = int(stack.endpoints()["cognito-idp"].rsplit(":", 1)[1])
+        [emitter] = change_events.hooks(args, upstream)
+        assert isinstance(emitter, ChangeEmitter)
         self.emitter = emitter
         self.cognito = aws.client("cognito-idp")  # the app's client, through the "proxy"
         ProxySeat(self.cognito, self._hook)
@@ -186,3 +191,9 @@ def test_emitted_events_have_the_documented_shape_and_parse() -> None:
     assert own["detail"]["requestParameters"] == {"accessToken": "HIDDEN_DUE_TO_SECURITY_REASONS"}
     assert own["detail"]["userIdentity"]["principalId"] == "Anonymous"
     assert changes.ChangeEvent.parse(own, "local_pool").user_pool_id is None
+
+
+def test_the_proxy_gets_no_hook_unless_asked() -> None:
+    parser = argparse.ArgumentParser()
+    change_events.add_arguments(parser)
+    assert change_events.hooks(parser.parse_args([]), 9229) == []

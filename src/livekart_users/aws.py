@@ -89,10 +89,20 @@ def resolve_region(flag: str | None = None, user_pool_id: str | None = None) -> 
     return chosen
 
 
-def client(service: str, *, config: Config = CLI_CONFIG, region_name: str | None = None) -> Any:
-    """A boto3 client for `service`; every client in this package is built here."""
+def client(
+    service: str,
+    *,
+    config: Config = CLI_CONFIG,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+) -> Any:
+    """A boto3 client for `service`; every client in this package is built here.
+
+    `endpoint_url` only for the local stack's own plumbing (one emulator behind another);
+    everything else reaches its endpoint through AWS_ENDPOINT_URL_<SERVICE>.
+    """
     return boto3.session.Session().client(
-        service, region_name=region_name or region(), config=config
+        service, region_name=region_name or region(), config=config, endpoint_url=endpoint_url
     )
 
 

@@ -25,6 +25,7 @@ backstop in both places.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import logging
@@ -220,3 +221,38 @@ def _post(url: str, body: bytes) -> None:
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         answer.read()
+
+
+# --- wiring into the Cognito proxy's process -----------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The proxy's command-line options for this hook (absent: no change events)."""
+    parser.add_argument("--changes-invoke-url", default=None)
+    parser.add_argument("--changes-table", default=None)
+    parser.add_argument("--changes-region", default="us-east-1")
+
+
+def hooks(args: argparse.Namespace, upstream_port: int) -> list[Callable[[Any], None]]:
+    """The after-request hooks `--changes-*` ask for: `CognitoProxy(..., after=hooks(...))`.
+
+    The emitter reads cognito-local directly (`upstream_port`): the proxy's write lock is held
+    while hooks run. DynamoDB is reached through AWS_ENDPOINT_URL_DYNAMODB, as everywhere.
+    """
+    if not args.changes_invoke_url or not args.changes_table:
+        return []
+    from livekart_users import aws
+
+    cognito = aws.client(
+        "cognito-idp",
+        region_name=args.changes_region,
+        endpoint_url=f"http://127.0.0.1:{upstream_port}",
+    )
+    return [
+        ChangeEmitter(
+            cognito=cognito,
+            table=UsersTable(aws.client("dynamodb"), args.changes_table),
+            invoke_url=args.changes_invoke_url,
+            region=args.changes_region,
+        )
+    ]
