@@ -197,3 +197,19 @@ def test_the_proxy_gets_no_hook_unless_asked() -> None:
     parser = argparse.ArgumentParser()
     change_events.add_arguments(parser)
     assert change_events.hooks(parser.parse_args([]), 9229) == []
+
+
+def test_the_demo_shows_the_row_following_or_says_why_it_cannot(local: Local) -> None:
+    from livekart_users.local import demo
+
+    said: list[str] = []
+    result = demo.changes(local.stack, say=said.append)
+    if not demo.stack_emits_changes():
+        assert result.emitted is False
+        assert said == [
+            "change events: skipped, this stack's Cognito endpoint emits none (no proxy)"
+        ]
+        return
+    assert result.email_seconds is not None and result.found_by_new_email
+    assert result.erase_seconds is not None
+    assert result.erased_after is not None and "email" not in result.erased_after
