@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
@@ -114,7 +115,23 @@ def healthy_setup(clients: Clients) -> Target:
     clients.lambda_.add_permission(FunctionName=target.function, **models.invoke_permission(target))
     clients.cloudwatch.put_metric_alarm(**models.alarm(target))
     set_triggers(clients, target, dict.fromkeys(models.TRIGGER_SLOTS, target.function_arn))
+    change_events_setup(clients, target)
     return target
+
+
+def change_events_setup(clients: Clients, target: Target) -> None:
+    """The change handler's rule (as deploy makes it) and a trail logging management events."""
+    from livekart_users.deploy import change_handler
+
+    names = change_handler.Names(target)
+    clients.events.put_rule(
+        Name=names.rule, EventPattern=json.dumps(change_handler.event_pattern(target))
+    )
+    clients.events.put_targets(Rule=names.rule, Targets=[change_handler.rule_target(target)])
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="org-trail-logs")
+    clients.cloudtrail.create_trail(Name="org-trail", S3BucketName="org-trail-logs")
+    clients.cloudtrail.start_logging(Name="org-trail")
 
 
 def guide_setup(clients: Clients) -> Target:
@@ -715,6 +732,7 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "function.reserved-variables",
         "triggers.post-authentication",
         "alarm",
+        "changes.rule",
     ]
     assert [n for n, s in statuses.items() if s == "warn"] == [
         "table.point-in-time-recovery",
@@ -722,8 +740,9 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "permission",
         "pool.role-writable",
         "logs.failed-writes",
+        "changes.trail",
     ]
-    assert report["summary"] == {"fail": 7, "pass": 10, "skip": 1, "warn": 5}
+    assert report["summary"] == {"fail": 8, "pass": 10, "skip": 1, "warn": 6}
     assert set(report["checks"][0]) == {"name", "status", "finding", "fix"}
 
 
@@ -739,7 +758,7 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
     ]
     assert lines[at + 1].strip() == f"fix: {deploy_fix(target)}"
     assert lines[-2:] == [
-        "1 fail, 21 pass, 1 skip",
+        "1 fail, 23 pass, 1 skip",
         f"`livekart-users doctor --user-pool-id {target.user_pool_id} --fix` carries out "
         "deploy's fixes",
     ]
@@ -748,7 +767,7 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
 def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guide: Target) -> None:
     fixed = CliRunner().invoke(main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"])
     assert fixed.exit_code == 0, fixed.output
-    assert "--fix: 19 change(s), through deploy's plan" in fixed.output
+    assert "--fix: 25 change(s), through deploy's plan" in fixed.output
     lines = [" ".join(line.split()) for line in fixed.output.splitlines()]
     assert (
         "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole:"
@@ -759,7 +778,11 @@ def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guid
     # (the pool's mutable custom:role, which only the app's authorization can make safe).
     again = results(moto_clients, guide)
     assert doctor.exit_status(again.values()) == 0
-    assert [n for n, r in again.items() if r.status == Status.WARN] == ["pool.role-writable"]
+    # No trail in the guide's account: deploy cannot make one (it needs a bucket of the team's).
+    assert [n for n, r in again.items() if r.status == Status.WARN] == [
+        "pool.role-writable",
+        "changes.trail",
+    ]
 
 
 def test_fix_never_replaces_another_functions_trigger(clients: Clients, target: Target) -> None:
@@ -807,6 +830,8 @@ LOCAL_SKIPS = {
     "permission",
     "alarm",
     "logs.failed-writes",
+    "changes.trail",
+    "changes.rule",
 }
 
 

@@ -27,6 +27,7 @@ SAMPLE = {
     "LogRetentionDays": "30",
     "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms",
     "CreateTable": "no",
+    "ErasurePolicy": "anonymize",
 }
 TARGET = models.Target(
     user_pool_id="eu-west-1_AbC123",
@@ -212,3 +213,46 @@ def test_detach_is_the_step_before_delete_stack(built: dict[str, Any]) -> None:
     )
     result = CliRunner().invoke(main, [*command.split()[1:], "--help"])
     assert result.exit_code == 0, result.output
+
+# --- the change handler ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["anonymize", "delete", "keep"])
+def test_the_change_role_is_the_models_least_privilege_for_each_erasure_policy(
+    built: dict[str, Any], policy: str
+) -> None:
+    from dataclasses import replace
+
+    from livekart_users.deploy import change_handler
+
+    role = properties(built, "ChangeRole", ErasurePolicy=policy)
+    [document] = role["Policies"]
+    wanted = change_handler.role_policy(replace(TARGET, erasure_policy=policy))
+    # The queue's ARN is the resource's own attribute in the template.
+    for statement in wanted["Statement"]:
+        if statement["Sid"] == "DeadLetters":
+            statement["Resource"] = "arn:aws:sqs:eu-west-1:123456789012:" + (
+                "livekart-users-changes-eu-west-1_AbC123-dlq"
+            )
+    assert models.normalise_policy(document["PolicyDocument"]) == models.normalise_policy(wanted)
+    assert role["RoleName"] == "livekart-users-changes-eu-west-1_AbC123-role"
+
+
+def test_the_change_rule_matches_this_pool_and_only_the_rule_may_invoke(
+    built: dict[str, Any],
+) -> None:
+    from livekart_users.deploy import change_handler
+
+    rule = properties(built, "ChangeRule")
+    assert rule["EventPattern"] == change_handler.event_pattern(TARGET)
+    [target] = rule["Targets"]
+    assert target["Arn"] == "<ChangeFunction.Arn>"
+    assert target["DeadLetterConfig"] == {"Arn": "<ChangeDeadLetters.Arn>"}
+    permission = properties(built, "ChangeInvokePermission")
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["SourceArn"] == "<ChangeRule.Arn>"
+    function = properties(built, "ChangeFunction", ErasurePolicy="delete")
+    assert function["Handler"] == "livekart_users.changes.handler"
+    assert function["Environment"]["Variables"]["USER_POOL_ID"] == "eu-west-1_AbC123"
+    assert function["Environment"]["Variables"]["USERS_ERASURE_POLICY"] == "delete"
+    assert function["DeadLetterConfig"] == {"TargetArn": "<ChangeDeadLetters.Arn>"}

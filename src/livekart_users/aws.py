@@ -39,6 +39,12 @@ TRIGGER_CONFIG = Config(
     read_timeout=TRIGGER_READ_TIMEOUT,
     retries={"mode": "standard", "total_max_attempts": 1},
 )
+# The change handler runs asynchronously (EventBridge), with no one waiting: a few patient
+# attempts, then the error is raised so Lambda retries the event and, at last, hands it to the
+# failure destination. Bounded so one invocation stays well inside its function timeout.
+CHANGES_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+)
 # Commands run by a person or a script: botocore's standard retries, and timeouts such that
 # one call ends within a budget when the endpoint accepts and never answers (botocore's 60 s
 # defaults and 3 attempts made `users get` wait 120 s in silence).
@@ -183,19 +189,27 @@ def client(
     config: Config | None = None,
     region_name: str | None = None,
     session: Any = None,
+    endpoint_url: str | None = None,
 ) -> Any:
     """A boto3 client for `service`; every client in this package is built here.
 
     Without `config`, a command's: bounded by `cli_budget()`. Without `session`, the one of
-    `one_session()` if inside it, else a new one.
+    `one_session()` if inside it, else a new one. `endpoint_url` only for the local stack's own
+    plumbing (one emulator behind another); everything else reaches its endpoint through
+    AWS_ENDPOINT_URL_<SERVICE>.
     """
     config = config or cli_config()
     with _shared_lock:
         chosen = session or _shared_session()
         if chosen is not None:
-            return chosen.client(service, region_name=region_name or region(), config=config)
+            return chosen.client(
+                service,
+                region_name=region_name or region(),
+                config=config,
+                endpoint_url=endpoint_url,
+            )
     return boto3.session.Session().client(
-        service, region_name=region_name or region(), config=config
+        service, region_name=region_name or region(), config=config, endpoint_url=endpoint_url
     )
 
 

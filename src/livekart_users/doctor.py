@@ -944,6 +944,53 @@ def failed_writes(ctx: Context) -> Verdict:
     )
 
 
+NO_CLOUDTRAIL = (
+    "CloudTrail and EventBridge have no local counterpart (the stack's Cognito endpoint emits "
+    "the change events itself)"
+)
+
+
+@check("changes.trail", local=NO_CLOUDTRAIL)
+def change_events_trail(ctx: Context) -> Verdict:
+    """EventBridge sees Cognito's calls only through a trail logging management writes."""
+    from livekart_users.deploy import change_handler
+
+    region = ctx.target.region
+    trail = ctx.reads.get(
+        ("trail", region), lambda: change_handler.find_trail(ctx.clients.cloudtrail, region)
+    )
+    if trail.found:
+        return passed(f"trail {trail.name} logs management write events in {region}")
+    return warned(
+        f"no CloudTrail trail logs management write events in {region}: deletions, attribute "
+        "changes and enable/disable reach the table only at the next sign-in or reconcile",
+        change_handler.trail_fix(region),
+    )
+
+
+@check("changes.rule", local=NO_CLOUDTRAIL)
+def change_events_rule(ctx: Context) -> Verdict:
+    """The rule that sends this pool's user changes to the change handler."""
+    from livekart_users.deploy import change_handler
+
+    names = change_handler.Names(ctx.target)
+    rule = aws.unless_missing(lambda: ctx.clients.events.describe_rule(Name=names.rule))
+    if rule is None:
+        return failed(
+            f"no EventBridge rule {names.rule}: deletions and attribute changes never reach "
+            "the table without a sign-in",
+            ctx.deploy,
+        )
+    if json.loads(rule.get("EventPattern") or "{}") != change_handler.event_pattern(ctx.target):
+        return failed(f"rule {names.rule} does not match exactly this pool's calls", ctx.deploy)
+    if rule.get("State") != "ENABLED":
+        return failed(f"rule {names.rule} is disabled", ctx.deploy)
+    targets = ctx.clients.events.list_targets_by_rule(Rule=names.rule).get("Targets", [])
+    if not any(t.get("Arn") == names.function_arn for t in targets):
+        return failed(f"rule {names.rule} does not send to {names.function}", ctx.deploy)
+    return passed(f"rule {names.rule} sends this pool's user changes to {names.function}")
+
+
 @check("probe")
 def probe_invocation(ctx: Context) -> Verdict:
     """Invoke the function with a synthetic sign-up, read the row back, then remove it."""

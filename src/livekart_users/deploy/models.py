@@ -85,6 +85,8 @@ class Target:
     log_retention_days: int = LOG_RETENTION_DAYS
     extra_fields: str | None = None
     alarm_topic_arn: str | None = None
+    # What the change handler does to a deleted user's row (livekart_users.erasure).
+    erasure_policy: str = field(default_factory=lambda: _env("USERS_ERASURE_POLICY", "anonymize"))
 
     @property
     def partition(self) -> str:
