@@ -192,12 +192,17 @@ def test_default_names_do_not_collide_with_deploys_or_the_guides(built: dict[str
     assert alarm != models.Target("p", "r", "a").alarm_name
 
 
+# A permission and a queue policy take no tags; the rule carries none of ours (destroy deletes a
+# rule only when it is tagged as ours, so it leaves the stack's alone).
+UNTAGGED = {"AWS::Lambda::Permission", "AWS::SQS::QueuePolicy", "AWS::Events::Rule"}
+
+
 def test_every_resource_carries_the_stacks_name_so_destroy_leaves_it(
     built: dict[str, Any],
 ) -> None:
     for name, resource in built["Resources"].items():
-        if name == "CognitoInvokePermission":
-            continue  # a permission has no tags; destroy removes none of a stack's function
+        if resource["Type"] in UNTAGGED:
+            continue  # destroy removes none of these: they carry no tag of ours
         tags = {t["Key"]: t["Value"] for t in resource["Properties"]["Tags"]}
         assert tags[models.STACK_TAG] == {"Ref": "AWS::StackName"}, name
 
