@@ -392,7 +392,7 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
                 name,
                 CREATE,
                 f"{models.RUNTIME}, {target.architecture}, "
-                f"{models.TIMEOUT_SECONDS} s, {models.MEMORY_MB} MB, {len(code):,} byte zip",
+                f"{models.TIMEOUT_SECONDS} s, {target.memory_mb} MB, {len(code):,} byte zip",
                 (
                     Call(
                         "lambda_",
