@@ -41,7 +41,7 @@ from typing import Any
 
 from livekart_users import aws, schema, triggers
 from livekart_users.local import emulators, processes
-from livekart_users.table import DEFAULT_TABLE, UsersTable, to_dynamo
+from livekart_users.table import UsersTable, to_dynamo
 
 BENCH = Path(__file__).resolve().parent
 # The tests' sample events, inside the repository.
@@ -138,12 +138,9 @@ def fresh_process_env(pycache: Path) -> dict[str, str]:
 
 
 def handler_table() -> UsersTable:
-    """The table (and client) the handler itself uses: same lru_cache key as the handler."""
-    return triggers._users_table(
-        os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
-        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
-        aws.region(),
-    )
+    """The table (and client) the handler itself uses: the client it built for this
+    environment."""
+    return triggers._users_table(aws.Deadline(30))
 
 
 def signup(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:

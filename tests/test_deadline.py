@@ -32,6 +32,8 @@ from livekart_users.table import UsersTable
 from .conftest import TriggerOutput, load_event
 
 BUDGET = triggers.BUDGET_SECONDS
+# An attempt sent and never answered ends in botocore's read timeout, or in our own deadline.
+SENT_UNANSWERED = {"ReadTimeoutError", "AttemptTimedOut"}
 
 
 @contextlib.contextmanager
@@ -132,7 +134,7 @@ def test_silent_dynamodb_returns_the_event_within_the_deadline(
     assert line["outcome"] == "unknown"  # sent, never answered: not counted as failed
     assert line["level"] == "WARNING"
     assert line["error_code"] == "DeadlineExceeded"
-    assert line["last_error_code"] == "ReadTimeoutError"
+    assert line["last_error_code"] in SENT_UNANSWERED
 
 
 def test_refused_connections_return_the_event_quickly(
@@ -156,15 +158,14 @@ class ShortContext:
         return self.remaining_ms
 
 
-def test_no_attempt_starts_that_could_outlive_the_function(
+def test_the_handler_returns_before_the_function_times_out(
     silent_dynamodb: None, trigger_output: TriggerOutput
 ) -> None:
-    # With 1 s left, an attempt (up to 1.5 s) could be killed mid-way by Lambda's timeout,
-    # which Cognito would see as a failed sign-up: better not to start it.
+    # With 1 s left in the function, the handler must answer before Lambda's timeout (which
+    # Cognito would see as a failed sign-up), keeping the reserve for its log and reply.
     elapsed = timed(load_event("post-confirmation-signup-customer"), ShortContext(1000))
-    assert elapsed < 0.5
+    assert elapsed < 1.0 - triggers.RESERVE_SECONDS / 2, f"returned after {elapsed:.2f} s"
     [line] = trigger_output.logs()
-    assert line["outcome"] == "failed"  # nothing was sent
     assert line["error_code"] == "DeadlineExceeded"
     assert line["request_id"] == "test-request"
 
@@ -216,7 +217,7 @@ def test_call_within_raises_a_non_transient_error_at_once() -> None:
     assert calls == 1
 
 
-def test_call_within_never_starts_an_attempt_that_could_pass_the_deadline() -> None:
+def test_call_within_starts_no_attempt_without_the_minimum_time_left() -> None:
     clock = FakeClock()
     deadline = aws.Deadline(2.5, clock)
     started: list[float] = []
@@ -228,9 +229,10 @@ def test_call_within_never_starts_an_attempt_that_could_pass_the_deadline() -> N
 
     with pytest.raises(aws.DeadlineExceeded) as raised:
         aws.call_within(deadline, hangs, sleep=clock.sleep)
-    assert all(t + aws.ATTEMPT_WORST_CASE <= 2.5 for t in started)
-    assert clock.now <= 2.5
+    assert len(started) == 2  # the second while MIN_ATTEMPT was left, after a backoff
+    assert all(2.5 - t >= aws.MIN_ATTEMPT for t in started)
     assert raised.value.last_error is not None
+    assert not raised.value.may_have_landed  # refused connections: nothing was sent
 
 
 # --- init counts: Cognito's 5 s run from before the container started ----------------------
@@ -244,14 +246,16 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 4000  # Lambda's count starts with the call: init is left out
 
-triggers.handler(json.loads(sys.stdin.read()), Context())
-print(json.dumps({"ended": time.time()}), flush=True)
+event = json.loads(sys.stdin.read())
+called = time.time()
+triggers.handler(event, Context())
+print(json.dumps({"called": called, "ended": time.time()}), flush=True)
 """
 
 
-def cold_start(init_type: str | None, endpoint: str, slow_init: float) -> tuple[float, str]:
-    """A fresh process that serves its first invocation: start to handler return (s), and
-    what it logged."""
+def cold_start(init_type: str | None, endpoint: str, slow_init: float) -> tuple[float, float, str]:
+    """A fresh process that serves its first invocation: from its start to the handler's
+    call and to its return (s), and what it logged."""
     env = {k: v for k, v in os.environ.items() if k != triggers.INITIALIZATION_TYPE}
     env.update(
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
@@ -273,7 +277,8 @@ def cold_start(init_type: str | None, endpoint: str, slow_init: float) -> tuple[
         check=True,
     )
     *logged, last = done.stdout.strip().splitlines()
-    return json.loads(last)["ended"] - started, "\n".join(logged)
+    times = json.loads(last)
+    return times["called"] - started, times["ended"] - started, "\n".join(logged)
 
 
 @pytest.fixture
@@ -283,23 +288,26 @@ def silent_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_a_cold_start_s_init_counts_against_the_budget(silent_endpoint: str) -> None:
-    # GIVEN an on-demand cold start whose init took 1.2 s, and a DynamoDB that never answers
-    elapsed, logged = cold_start("on-demand", silent_endpoint, slow_init=1.2)
-    # THEN the handler returns within the budget counted from the process's start: no
-    # attempt was started that the time left could not hold (and none was sent)
-    assert elapsed < BUDGET, f"returned {elapsed:.2f} s after the process started"
+    # GIVEN an on-demand cold start whose init took over 0.8 s, and a DynamoDB that never
+    # answers
+    called, ended, logged = cold_start("on-demand", silent_endpoint, slow_init=0.8)
+    # THEN the handler returns within the budget counted from the process's start (or at
+    # once, on a machine so loaded that init alone took the budget)
+    limit = max(BUDGET, called + 0.3)
+    assert ended < limit, f"called after {called:.2f} s, returned after {ended:.2f} s"
     [line] = [json.loads(t) for t in logged.splitlines() if '"outcome"' in t]
-    assert (line["outcome"], line["error_code"]) == ("failed", "DeadlineExceeded")
-    assert "last_error_code" not in line
+    assert line["error_code"] == "DeadlineExceeded"
 
 
 def test_an_environment_started_ahead_of_demand_keeps_the_whole_budget(
     silent_endpoint: str,
 ) -> None:
     # Provisioned concurrency: init ran before any caller waited, so none is charged for it.
-    _, logged = cold_start("provisioned-concurrency", silent_endpoint, slow_init=1.2)
+    called, ended, logged = cold_start("provisioned-concurrency", silent_endpoint, slow_init=0.8)
+    assert ended - called > 2.0  # it used its own 2.4 s for the writes
     [line] = [json.loads(t) for t in logged.splitlines() if '"outcome"' in t]
-    assert (line["outcome"], line["last_error_code"]) == ("unknown", "ReadTimeoutError")
+    assert line["outcome"] == "unknown"
+    assert line["last_error_code"] in SENT_UNANSWERED
 
 
 # --- one client build for concurrent first invocations -------------------------------------
@@ -321,7 +329,9 @@ def test_concurrent_first_invocations_share_one_client_build(
     # THEN they all wrote their row, on one client
     assert results == events
     assert len({id(t.client) for t in tables}) == 1
-    assert sorted(line["outcome"] for line in trigger_output.logs()) == ["created"] * 16
+    # (already_exists: on a loaded machine an attempt can time out after it was stored)
+    outcomes = {line["outcome"] for line in trigger_output.logs()}
+    assert outcomes <= {"created", "already_exists"}
     for event in events:
         assert users_table.get(event["request"]["userAttributes"]["sub"]) is not None
 
@@ -375,7 +385,8 @@ def test_a_write_stored_during_a_stall_is_reported_unknown_not_failed(
         elapsed = timed(event)
     assert elapsed < BUDGET
     [line] = trigger_output.logs()
-    assert (line["outcome"], line["last_error_code"]) == ("unknown", "ReadTimeoutError")
+    assert line["outcome"] == "unknown"
+    assert line["last_error_code"] in SENT_UNANSWERED
     # ...and indeed it had landed: counting it as failed would fire the alarm for nothing
     assert users_table.get(event["request"]["userAttributes"]["sub"]) is not None
 

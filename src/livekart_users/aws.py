@@ -32,11 +32,15 @@ from livekart_users.exceptions import WrongRegion
 
 DEFAULT_REGION = "us-east-1"
 
-# One attempt can take at most connect + read timeout; a new attempt starts only when that
-# much time is left, so the deadline holds whatever the endpoint does.
+# One attempt can take at most connect + read timeout, and is waited for only until the
+# deadline, so the deadline holds whatever the endpoint does. An attempt starts while
+# MIN_ATTEMPT is left: a PutItem answers in milliseconds, and a cold start that spent most of
+# its budget in init should still try once rather than give up (a write cut short by the
+# deadline is reported as of unknown outcome, not as failed).
 TRIGGER_CONNECT_TIMEOUT = 0.5
 TRIGGER_READ_TIMEOUT = 1.0
 ATTEMPT_WORST_CASE = TRIGGER_CONNECT_TIMEOUT + TRIGGER_READ_TIMEOUT
+MIN_ATTEMPT = 0.25
 TRIGGER_CONFIG = Config(
     connect_timeout=TRIGGER_CONNECT_TIMEOUT,
     read_timeout=TRIGGER_READ_TIMEOUT,
@@ -173,9 +177,11 @@ class AttemptNotStarted(Exception):
 # botocore's read timeout bounds each socket read, not the whole answer: an endpoint that
 # trickles bytes could hold a call for ever. So each attempt runs on a worker thread and is
 # waited for only as long as the deadline allows; one that overruns is abandoned (its thread
-# ends with botocore's own timeouts) and the handler returns on time. A small pool: a stuck
-# attempt must not cost a thread per invocation.
-_attempts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="livekart-users-attempt")
+# ends with botocore's own timeouts) and the handler returns on time. A bounded pool: a stuck
+# attempt must not cost a thread per invocation; 16 serve the local endpoint's 16 concurrent
+# invocations (on Lambda a process serves one at a time). An attempt still queued when its
+# time ran out was never sent, and is reported so.
+_attempts = ThreadPoolExecutor(max_workers=16, thread_name_prefix="livekart-users-attempt")
 
 
 def call_within(
@@ -184,20 +190,22 @@ def call_within(
     /,
     *,
     attempt_worst_case: float = ATTEMPT_WORST_CASE,
+    min_attempt: float = MIN_ATTEMPT,
     sleep: Callable[[float], None] = time.sleep,
     **kwargs: Any,
 ) -> T:
     """Call `operation(**kwargs)`, retrying transient errors while the deadline allows.
 
-    An attempt starts only when `attempt_worst_case` is left, and is never waited for past
-    the deadline. Non-transient errors (a failed condition, say) are raised at once. Raises
-    DeadlineExceeded when no attempt is left that could finish in time, saying whether any
-    attempt was sent and left unanswered (then the operation may have taken effect).
+    An attempt starts only while `min_attempt` is left, is waited for at most
+    `attempt_worst_case` (its own timeouts' sum), and never past the deadline. Non-transient
+    errors (a failed condition, say) are raised at once. Raises DeadlineExceeded when the
+    deadline has passed, saying whether any attempt was sent and left unanswered (then the
+    operation may have taken effect).
     """
     last: BaseException | None = None
     unanswered = False
     backoff = 0.05
-    while deadline.remaining() >= attempt_worst_case:
+    while deadline.remaining() >= min_attempt:
         attempt = _attempts.submit(operation, **kwargs)
         try:
             return attempt.result(timeout=min(deadline.remaining(), attempt_worst_case))
@@ -210,7 +218,7 @@ def call_within(
             last = exc
         unanswered = unanswered or was_sent_unanswered(last)
         # Full jitter, and never sleep into the time the next attempt needs.
-        pause = min(random.uniform(0, backoff), deadline.remaining() - attempt_worst_case)
+        pause = min(random.uniform(0, backoff), deadline.remaining() - min_attempt)
         if pause > 0:
             sleep(pause)
         backoff = min(backoff * 2, 0.4)
