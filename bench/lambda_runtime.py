@@ -7,7 +7,8 @@ only: it must not put anything on the path that the zip or the runtime's SDK wou
 
 The last stdout line is JSON: `ended` (wall clock when the handler returned, for the parent
 to subtract the time it started the process from), `init_s` and `invoke_s` (perf_counter
-spans of the import and of the call).
+spans of the import and of the call), and `cpu_s`: the CPU time the process had used by then
+(all its threads, from its start), which the machine's other load does not inflate.
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ def main() -> None:
     initialised = time.perf_counter()
     handler(event, Context(timeout))
     ended = time.time()
+    cpu = time.process_time()
     invoked = time.perf_counter()
     sys.stdout.flush()
     print(
         json.dumps(
-            {"ended": ended, "init_s": initialised - started, "invoke_s": invoked - initialised}
+            {
+                "ended": ended,
+                "init_s": initialised - started,
+                "invoke_s": invoked - initialised,
+                "cpu_s": cpu,
+            }
         ),
         flush=True,
     )

@@ -39,10 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.cognito_user_pool_event import (
-    PostAuthenticationTriggerEvent,
-    PostConfirmationTriggerEvent,
-)
 
 from livekart_users import aws, schema
 from livekart_users.exceptions import InvalidExtraFields, InvalidRecord
@@ -224,21 +220,50 @@ def handler(event: Any, context: LambdaContext | None) -> Any:
     return event
 
 
+class CognitoTriggerEvent:
+    """The parts of a Cognito Post Confirmation or Post Authentication event the trigger reads.
+
+    `triggerSource`: PostConfirmation_ConfirmSignUp, PostConfirmation_ConfirmForgotPassword or
+    PostAuthentication_Authentication. Our own view rather than powertools' event classes:
+    importing those runs their package's `__init__`, which imports every event class
+    powertools has (≈ 15 ms of a full CPU, ≈ 2.5 % of a cold sign-up at 1,024 MB; see
+    docs/performance.md). Sensitive attributes stay out of `repr`.
+    """
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+
+    def __repr__(self) -> str:
+        return f"CognitoTriggerEvent(trigger_source={self.trigger_source!r})"
+
+    @property
+    def trigger_source(self) -> Any:
+        """What fired the trigger."""
+        return self._raw.get("triggerSource")
+
+    @property
+    def user_name(self) -> Any:
+        """The user's Cognito user name (`userName`)."""
+        return self._raw.get("userName")
+
+    @property
+    def user_attributes(self) -> Any:
+        """`request.userAttributes`, as sent: a map of attribute name to string, if valid."""
+        request = self._raw.get("request")
+        return request.get("userAttributes") if isinstance(request, dict) else None
+
+
 def _dispatch(event: Any, deadline: aws.Deadline, log: dict[str, Any]) -> str:
     source = log["trigger_source"]
     if source not in (CONFIRM_SIGN_UP, CONFIRM_FORGOT_PASSWORD, AUTHENTICATION):
         return IGNORED
-    typed = (
-        PostAuthenticationTriggerEvent(event)
-        if source == AUTHENTICATION
-        else PostConfirmationTriggerEvent(event)
-    )
-    attributes = typed.request.user_attributes
+    typed = CognitoTriggerEvent(event)
+    attributes = typed.user_attributes
     if not isinstance(attributes, dict):
         raise InvalidRecord(["request.userAttributes: must be a map"])
     uid = schema.user_id(attributes)
     log["user_id"] = uid
-    username = typed.get("userName")
+    username = typed.user_name
     # userName is always there from Cognito; without it the row is keyed and named by sub.
     username = username if isinstance(username, str) and username else (uid or "")
 
