@@ -7,7 +7,7 @@ PY_OK  := $(VENV)/.bootstrap-python
 NPM_OK := node_modules/.bootstrap-npm
 PYTEST_ARGS ?=
 
-.PHONY: demo test bootstrap lint local-up local-down bench bench-reconcile lock clean
+.PHONY: demo test bootstrap lint local-up local-down bench bench-lambda bench-reconcile lock clean
 
 demo: bootstrap
 	$(BIN)/livekart-users local up
@@ -41,6 +41,9 @@ local-down: $(PY_OK)
 
 bench: bootstrap
 	$(BIN)/python bench/run.py
+
+bench-lambda: bootstrap
+	$(BIN)/python bench/lambda_cold.py --memory 256 512 1024 --markdown
 
 bench-reconcile: bootstrap
 	$(BIN)/python bench/reconcile_bench.py --sizes 10000 100000 --markdown
