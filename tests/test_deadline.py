@@ -297,6 +297,7 @@ def test_a_cold_start_s_init_counts_against_the_budget(silent_endpoint: str) -> 
     assert ended < limit, f"called after {called:.2f} s, returned after {ended:.2f} s"
     [line] = [json.loads(t) for t in logged.splitlines() if '"outcome"' in t]
     assert line["error_code"] == "DeadlineExceeded"
+    assert line["init_ms"] >= 800  # what the budget was charged for init, in the log
 
 
 def test_an_environment_started_ahead_of_demand_keeps_the_whole_budget(
@@ -306,6 +307,7 @@ def test_an_environment_started_ahead_of_demand_keeps_the_whole_budget(
     called, ended, logged = cold_start("provisioned-concurrency", silent_endpoint, slow_init=0.8)
     assert ended - called > 2.0  # it used its own 2.4 s for the writes
     [line] = [json.loads(t) for t in logged.splitlines() if '"outcome"' in t]
+    assert "init_ms" not in line
     assert line["outcome"] == "unknown"
     assert line["last_error_code"] in SENT_UNANSWERED
 

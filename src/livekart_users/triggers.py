@@ -131,9 +131,10 @@ def _users_table(deadline: aws.Deadline) -> UsersTable:
 
 
 def _build_at_init() -> None:
-    """Build the client the environment names, now: on demand, Lambda runs init on a full
-    vCPU whatever the memory size (AWS Lambda Operator Guide, "Utilize initialization
-    phase"), and ahead of demand it costs no caller anything. A failure here must not fail
+    """Build the client the environment names, now: an on-demand init reportedly runs on a
+    full vCPU whatever the memory size (AWS, "Effectively running Java on Serverless: utilize
+    initialization phase", serverlessland.com), ahead of demand it costs no caller anything,
+    and either way its objects join the `gc.freeze()` below. A failure here must not fail
     init (that would fail the sign-up): the first invocation tries again."""
     key = _client_key()
     try:
@@ -186,8 +187,8 @@ def _init_charge(started: float) -> float:
     return max(0.0, started - _INIT_STARTED)
 
 
-def _budget(context: Any, started: float) -> float:
-    budget = BUDGET_SECONDS - WRAP_UP_SECONDS - _init_charge(started)
+def _budget(context: Any, charged: float) -> float:
+    budget = BUDGET_SECONDS - WRAP_UP_SECONDS - charged
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining_ms):
         # A context we do not understand must not cost the sign-up.
@@ -200,9 +201,12 @@ def handler(event: Any, context: LambdaContext | None) -> Any:
     """Write or refresh the user's row; always return the event to Cognito."""
     started = time.monotonic()
     # Taken first, before anything can fail: the budget must count from the call's start.
-    deadline = aws.Deadline(_budget(context, started))
+    charged = _init_charge(started)
+    deadline = aws.Deadline(_budget(context, charged))
     source = event.get("triggerSource") if isinstance(event, dict) else None
     log: dict[str, Any] = {"trigger_source": source if isinstance(source, str) else None}
+    if charged:
+        log["init_ms"] = round(charged * 1000, 1)  # spent of the budget before the call
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         log["request_id"] = request_id
