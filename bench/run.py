@@ -5,7 +5,8 @@ Starts an in-memory DynamoDB Local on a free 127.0.0.1 port, creates a table, an
    handler's own client (interleaved, after a warm-up);
 2. cold: a fresh interpreter that imports the trigger and serves its first invocation vs one
    that does the same PutItem with bare boto3 (bench/cold.py; interleaved, first round
-   dropped), plus what-ifs (bench/cold.py says which), and where import time goes;
+   dropped), and where import time goes (this machine's Python and full CPU; the cold start as
+   Lambda runs it is bench/lambda_cold.py);
 3. unreachable: how long the handler takes to return when DynamoDB refuses connections,
    accepts them and never answers, never completes the TCP handshake, or answers so slowly
    (a byte every 0.5 s) that no single read times out.
@@ -253,8 +254,6 @@ def cold_once(
 COLD_MODES = {
     "trigger": "trigger: start → first invocation done",
     "bare": "bare boto3: start → first invocation done",
-    "frozen": "what-if, trigger + gc.freeze() after import: start → done",
-    "lean": "what-if, + gc.freeze(), no powertools event classes: start → done",
 }
 
 
