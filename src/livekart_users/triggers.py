@@ -25,10 +25,17 @@ Logs carry the user id, trigger source, outcome and error code, never email, nam
 Only what a trigger needs is imported here, to keep the Lambda zip and its cold start small.
 """
 
+# ruff: noqa: E402 (the collector is switched off before the imports it would slow down)
 from __future__ import annotations
 
-import contextlib
 import gc
+
+# Init builds what lives as long as the container (modules, the client and its models), and
+# the collector's passes over it during init are wasted work (≈ 10 % of init's CPU, measured:
+# docs/performance.md). Off until init ends, where it is frozen and the collector comes back.
+gc.disable()
+
+import contextlib
 import os
 import threading
 import time
@@ -162,8 +169,9 @@ def _process_started() -> float:
 _build_at_init()
 # What the imports and the client built lives as long as the container: move it out of the
 # collector's way, so a cold start's first invocation does not pay for a full collection of
-# it (≈ 35 ms, see docs/performance.md).
+# it (≈ 35 ms, see docs/performance.md). Then collect as usual.
 gc.freeze()
+gc.enable()
 _INIT_STARTED = _process_started()
 _INIT_ENDED = time.monotonic()
 _first_invocation = threading.Lock()
