@@ -95,7 +95,10 @@ metrics.set_default_dimensions(
     **{FUNCTION_DIMENSION: os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or LOCAL_FUNCTION}
 )
 
-ClientKey = tuple[str | None, str]  # endpoint override, region
+# What a client is built from that the environment may change between invocations of one
+# process (tests, the local endpoint; on Lambda none of it changes): the endpoint override,
+# the region and the credentials' identity (DynamoDB Local keeps tables per access key).
+ClientKey = tuple[str | None, str, str | None, str | None]
 
 
 class ClientNotReady(Exception):
@@ -104,9 +107,11 @@ class ClientNotReady(Exception):
 
 def _client_key() -> ClientKey:
     return (
-        # Part of the key only: boto3 reads the endpoint variables itself.
+        # Part of the key only: boto3 reads these variables itself.
         os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
         aws.region(),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_PROFILE"),
     )
 
 
