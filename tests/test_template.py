@@ -25,6 +25,7 @@ SAMPLE = {
     "RoleName": "shop-users-trigger-role",
     "Architecture": "arm64",
     "LogRetentionDays": "30",
+    "MemorySize": "1024",
     "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms",
     "CreateTable": "no",
     "ErasurePolicy": "anonymize",
@@ -130,8 +131,19 @@ def test_the_function_is_configured_as_deploy_configures_it(built: dict[str, Any
     assert function["FunctionName"] == TARGET.function
     assert function["Code"] == {"S3Bucket": "<CodeBucket>", "S3Key": "<CodeKey>"}
     assert built["Resources"]["Function"]["DependsOn"] == ["LogGroup"]
-    expected = {**models.function_settings(TARGET), "Role": "<Role.Arn>"}
+    expected = {
+        **models.function_settings(TARGET),
+        "Role": "<Role.Arn>",
+        "MemorySize": str(TARGET.memory_mb),  # parameters resolve as text here
+    }
     assert {k: v for k, v in function.items() if k in expected} == expected
+
+
+def test_the_memory_size_is_a_parameter_with_deploy_s_default(built: dict[str, Any]) -> None:
+    assert built["Resources"]["Function"]["Properties"]["MemorySize"] == {"Ref": "MemorySize"}
+    parameter = built["Parameters"]["MemorySize"]
+    assert parameter["Default"] == models.MEMORY_MB == TARGET.memory_mb
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (128, 10240)
     # When the stack creates the table, the function names it (and so waits for it).
     created = properties(built, "Function", CreateTable="yes")
     assert created["Environment"]["Variables"]["USERS_TABLE"] == "<UsersTable>"
