@@ -928,9 +928,20 @@ def plan_destroy(
     owns. The pool is detached first: nothing it may invoke is deleted before."""
     from livekart_users.deploy import change_handler
 
-    # The change handler first: its rule stops sending before its function goes. Its
-    # resources are named after the pool, so they serve this pool only.
-    steps: list[Step] = change_handler.destroy_steps(target, clients, delete_logs=delete_logs)
+    plan = _plan_destroy_trigger(target, clients, delete_table, delete_logs)
+    # This pool's change handler (named after the pool: it serves no other) goes right after
+    # the detach; within its steps the rule goes first, so nothing is sent to a function
+    # about to be deleted.
+    detached = bool(plan.steps) and any(c.operation == "detach" for c in plan.steps[0].calls)
+    at = 1 if detached else 0
+    plan.steps[at:at] = change_handler.destroy_steps(target, clients, delete_logs=delete_logs)
+    return plan
+
+
+def _plan_destroy_trigger(
+    target: Target, clients: Clients, delete_table: bool, delete_logs: bool
+) -> Plan:
+    steps: list[Step] = []
     settings = pool.describe(clients.cognito, target.user_pool_id)
     ours = [
         s
