@@ -128,9 +128,19 @@ def test_up_demo_down(tmp_path: Path) -> None:
         records = [
             json.loads(line) for line in (tmp_path / "invocations.jsonl").read_text().splitlines()
         ]
-        assert [r["outcome"] for r in records] == ["created"] * 3 + ["refreshed"]
-        # It ends with what `logs` shows: those four invocations, by user id only.
-        assert "4 invocations since" in demo.output.split("rows the trigger wrote")[-1]
+        outcomes = [(r["function"], r["outcome"]) for r in records]
+        trigger, changes = "livekart-post-confirmation-trigger", "livekart-users-changes"
+        # Three sign-ups and a sign-in; then a user who signs up, has their email changed by
+        # an administrator and is deleted: the change function refreshes, then anonymizes.
+        assert outcomes == [
+            *[(trigger, "created")] * 3,
+            (trigger, "refreshed"),
+            (trigger, "created"),
+            (changes, "refreshed"),
+            (changes, "anonymized"),
+        ]
+        # It ends with what `logs` shows: those invocations, by user id only.
+        assert "7 invocations since" in demo.output.split("rows the trigger wrote")[-1]
         assert all(r["user_id"] in demo.output for r in records)
 
         again = runner.invoke(main, ["local", "demo", "--dir", str(tmp_path)])

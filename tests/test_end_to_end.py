@@ -7,6 +7,7 @@ its own process, and the rows live in DynamoDB Local.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -174,6 +175,15 @@ def test_sign_in_refreshes_identity_and_keeps_what_the_app_set(stack_env: LocalS
             {"Name": "phone_number", "Value": "+15555550199"},
         ],
     )
+    # The stack's Cognito emits a change event for that update (local CloudTrail): let the
+    # change function land first, so the sign-in below is the last to write the row.
+    started = time.monotonic()
+    while time.monotonic() - started < 5 and not [
+        i
+        for i in stack_env.invocations()
+        if i["function"] != stack_env.settings.function and i["user_id"] == row["user_id"]
+    ]:
+        time.sleep(0.05)
     sign_in(cognito, str(stack_env.status().client_id), user.email)
     after = table(stack_env).get(row["user_id"])
     assert after is not None

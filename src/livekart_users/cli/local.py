@@ -227,11 +227,11 @@ def local_demo(directory: Path | None, start: bool) -> None:
     if backfill.after is not None:
         title = f"{backfill.email}: row after reconcile"
         console.print(render.record_detail(backfill.after, title))
-    _show_invocations(stack)
     changed = demo.changes(stack, say=lambda line: console.print(f"• {line}"))
     if changed.erased_after is not None:
         title = "the deleted user's row: personal fields gone, app data kept"
         console.print(render.record_detail(changed.erased_after, title))
+    _show_invocations(stack)
     dir_flag = _dir_flag(directory)
     console.print(
         f"See every row: [bold]livekart-users users list[/bold] (after loading "

@@ -172,9 +172,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
+    from livekart_users.local import change_events
+
+    change_events.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    CognitoProxy(args.port, args.upstream_port).serve_forever()
+    # Local CloudTrail: each successful user change becomes a change event for the change
+    # function, delivered by the hook (in order, while the write lock is held).
+    after = change_events.hooks(args, args.upstream_port)
+    CognitoProxy(args.port, args.upstream_port, after=after).serve_forever()
 
 
 if __name__ == "__main__":

@@ -469,8 +469,16 @@ class LocalStack:
             str(port),
             "--upstream-port",
             str(ports["cognito-local"]),
+            "--changes-invoke-url",
+            f"http://127.0.0.1:{ports['endpoint']}/2015-03-31/functions/"
+            f"{self.settings.changes_function}/invocations",
+            "--changes-table",
+            self.settings.table,
+            "--changes-region",
+            self.settings.region,
         ]
-        return self._start_listening("the Cognito proxy", command, port, log, {})
+        # The change events' hook reads rows from DynamoDB Local: the stack's endpoints.
+        return self._start_listening("the Cognito proxy", command, port, log, self.environment())
 
     def _start_listening(
         self,
