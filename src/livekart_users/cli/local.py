@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from livekart_users.cli import render
-from livekart_users.cli.common import F, console, friendly_errors
+from livekart_users.cli.common import F, console, errors, friendly_errors
 
 
 @click.group()
@@ -83,15 +83,27 @@ def _stack(
     help='Extra record fields with defaults, e.g. \'{"subscriptionTier": "free"}\' '
     "[env USERS_EXTRA_FIELDS]",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print what was started, and where, as JSON.")
 @friendly_errors
-def local_up(**options: Any) -> None:
+def local_up(as_json: bool, **options: Any) -> None:
     """Start the emulators and create the pool, app client and table (idempotent)."""
+    from livekart_users.local import loopback
+
     stack = _stack(**options)
-    with console.status("starting the local stack…"):
+    if as_json:
         status = stack.up()
+    else:
+        with console.status("starting the local stack…"):
+            status = stack.up()
+    listening = loopback.listening(status.endpoints)
+    exposed = loopback.exposed(listening)
+    if as_json:
+        click.echo(render.local_up_json(status, listening, exposed))
+        return
     started = ", ".join(status.started) or "nothing (all were running)"
     console.print(f"started: {started}")
     render.print_status(console, status)
+    render.print_exposed(errors, exposed, status.endpoints)
     console.print(
         'Point boto3 or the AWS CLI at it: [bold]eval "$(livekart-users local env)"'
         "[/bold]; stop it with [bold]livekart-users local down[/bold]."

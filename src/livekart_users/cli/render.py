@@ -92,6 +92,36 @@ def print_status(console: Console, status: Any) -> None:
         )
 
 
+def local_up_json(
+    status: Any, listening: Mapping[str, Sequence[str]], exposed: Mapping[str, Sequence[str]]
+) -> str:
+    """`local up --json`: the stack's status, and the addresses each service listens on."""
+    return to_json(
+        {
+            **vars(status),
+            "all_running": status.all_running,
+            "listening": dict(listening),
+            "exposed": dict(exposed),
+        }
+    )
+
+
+def print_exposed(
+    console: Console, exposed: Mapping[str, Sequence[str]], endpoints: Mapping[str, str]
+) -> None:
+    """One line per service that other machines can reach, and what the user can do."""
+    from urllib.parse import urlsplit
+
+    for service, addresses in exposed.items():
+        port = urlsplit(endpoints[service]).port
+        console.print(
+            f"[yellow]warning:[/yellow] {service} listens on {', '.join(addresses)} port {port}, "
+            f"which other machines can reach (it could not be kept to 127.0.0.1): block inbound "
+            f"TCP port {port} in your firewall, or stop the stack on networks you do not trust",
+            highlight=False,
+        )
+
+
 ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no change": "dim"}
 
 

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import processes
+from livekart_users.local import loopback, processes
 
 
 def node_modules(preferred: Path | None = None) -> Path:
@@ -55,15 +55,8 @@ def start_dynamodb(
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         storage = ["-sharedDb", "-dbPath", str(data_dir.resolve())]
-    command = [
-        java(),
-        "-Djava.library.path=./DynamoDBLocal_lib",
-        "-jar",
-        jar.name,
-        *storage,
-        "-port",
-        str(port),
-    ]
+    # On loopback only, without telemetry or CORS for other origins (see loopback.py).
+    command = [*loopback.dynamodb_command(java(), jar), *storage, "-port", str(port)]
     pid = processes.start("DynamoDB Local", command, cwd=jar.parent, log=log)
     processes.wait_until("DynamoDB Local", lambda: dynamodb_ready(port), pid=pid, log=log)
     return pid

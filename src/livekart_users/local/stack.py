@@ -21,7 +21,7 @@ from typing import Any
 
 from livekart_users import aws
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import emulators, processes
+from livekart_users.local import emulators, loopback, processes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
@@ -275,7 +275,11 @@ class LocalStack:
         start_js = self._node_modules() / "cognito-local" / "lib" / "bin" / "start.js"
         env = {"PORT": str(port), "HOST": "127.0.0.1", "CODE": CONFIRMATION_CODE}
         pid = processes.start(
-            "cognito-local", [node, str(start_js)], cwd=cognito_dir, log=log, env=env
+            "cognito-local",
+            loopback.cognito_local_command(node, start_js),
+            cwd=cognito_dir,
+            log=log,
+            env=env,
         )
         processes.wait_until(
             "cognito-local", lambda: processes.is_listening(port), pid=pid, log=log
