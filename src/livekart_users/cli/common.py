@@ -13,9 +13,10 @@ from rich.console import Console
 
 from livekart_users.exceptions import LivekartUsersError
 
-# Records are wide: when output is not a terminal (make, CI logs), do not fold them to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# Width: COLUMNS when set (also when output is piped), else the terminal's, else 80. What
+# does not fit is laid out in lines rather than folded (see render.py).
+console = Console()
+errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
@@ -52,6 +53,12 @@ def target_options(command: F) -> F:
     return command
 
 
+def json_option(command: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the plan and what was done as JSON."
+    )(command)
+
+
 def _target(
     clients: Clients,
     user_pool_id: str,
@@ -92,9 +99,15 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
 @click.option("--alarm-topic-arn", default=None, help="SNS topic the failed-write alarm notifies.")
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@json_option
 @friendly_errors
 def deploy(
-    user_pool_id: str, region: str | None, force: bool, dry_run: bool, **options: Any
+    user_pool_id: str,
+    region: str | None,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Deploy the trigger onto an existing user pool: table, role, function, permission,
     alarm and the pool's Post Confirmation / Post Authentication triggers.
@@ -104,10 +117,10 @@ def deploy(
     a second deploy plans no changes."""
     clients = _clients(region, user_pool_id)
     target = _target(clients, user_pool_id, **options)
-    with console.status("reading what exists…"):
+    with _reading(as_json):
         plan = planner.plan_deploy(target, clients, force=force)
-    _run(plan, clients, dry_run, "deploy")
-    if plan.refused:
+    _run(plan, clients, dry_run, "deploy", as_json)
+    if plan.refused and not as_json:
         console.print(
             f"[yellow]Not replaced:[/yellow] {', '.join(sorted(plan.refused))}. To "
             f"replace: livekart-users deploy --user-pool-id {user_pool_id} --force"
@@ -123,6 +136,7 @@ def deploy(
 )
 @click.option("--delete-logs", is_flag=True, help="Also delete the function's log group.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@json_option
 @friendly_errors
 def destroy(
     user_pool_id: str,
@@ -130,6 +144,7 @@ def destroy(
     delete_table: bool,
     delete_logs: bool,
     dry_run: bool,
+    as_json: bool,
     **options: Any,
 ) -> None:
     """Undo deploy: detach our triggers (every other setting and trigger stays) and remove the
@@ -142,14 +157,15 @@ def destroy(
             f"This deletes every user record in {target.table}. Type the table name to confirm",
             default="",
             show_default=False,
+            err=as_json,  # stdout carries only the JSON
         )
         if typed != target.table:
             raise click.ClickException("the name did not match: nothing was changed")
-    with console.status("reading what exists…"):
+    with _reading(as_json):
         plan = planner.plan_destroy(
             target, clients, delete_table=delete_table, delete_logs=delete_logs
         )
-    _run(plan, clients, dry_run, "destroy")
+    _run(plan, clients, dry_run, "destroy", as_json)
 
 
 @click.command()
@@ -162,8 +178,11 @@ def destroy(
 )
 @click.option("--region", default=None)
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
+@json_option
 @friendly_errors
-def attach(user_pool_id: str, function_name: str, region: str | None, force: bool) -> None:
+def attach(
+    user_pool_id: str, function_name: str, region: str | None, force: bool, as_json: bool
+) -> None:
     """Point the pool's Post Confirmation and Post Authentication triggers at the function,
     sending every other pool setting back unchanged (the step CloudFormation cannot do)."""
     clients = _clients(region, user_pool_id)
@@ -176,6 +195,9 @@ def attach(user_pool_id: str, function_name: str, region: str | None, force: boo
     changed = pool.attach(
         clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS, force=force
     )
+    if as_json:
+        click.echo(render.attach_json(target, changed))
+        return
     console.print(
         f"{', '.join(changed)} → {function_name}"
         if changed
@@ -183,12 +205,17 @@ def attach(user_pool_id: str, function_name: str, region: str | None, force: boo
     )
 
 
-def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None:
-    console.print(
-        render.plan_table(
-            plan, title=f"{verb} plan ({plan.target.region}, account {plan.target.account})"
-        )
-    )
+def _reading(as_json: bool) -> contextlib.AbstractContextManager[Any]:
+    """A spinner while the plan is read; none when stdout carries JSON."""
+    return contextlib.nullcontext() if as_json else console.status("reading what exists…")
+
+
+def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str, as_json: bool) -> None:
+    if as_json:
+        _run_quietly(plan, clients, dry_run, verb)
+        return
+    title = f"{verb} plan ({plan.target.region}, account {plan.target.account})"
+    render.print_plan(console, plan, title)
     if not plan.changes:
         console.print("no changes")
         return
@@ -201,3 +228,18 @@ def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None
         report=lambda step: console.print(f"[green]✓[/green] {step.action} {step.resource}"),
     )
     console.print(f"{verb}: {len(plan.changes)} change(s) made")
+
+
+def _run_quietly(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None:
+    """`_run` for scripts: one JSON object on stdout, also when a step fails (then exit 1)."""
+    if dry_run or not plan.changes:
+        click.echo(render.plan_json(plan, command=verb, dry_run=dry_run))
+        return
+    done: list[planner.Step] = []
+    try:
+        executor.apply(plan, clients, report=done.append)
+    except Exception as exc:
+        error = str(exc)
+        click.echo(render.plan_json(plan, command=verb, dry_run=False, applied=done, error=error))
+        raise
+    click.echo(render.plan_json(plan, command=verb, dry_run=False, applied=done))

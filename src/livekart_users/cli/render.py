@@ -1,15 +1,23 @@
-"""Turning the library's data into what a person reads (rich) or a script reads (JSON)."""
+"""Turning the library's data into what a person reads (rich) or a script reads (JSON).
+
+Tables are drawn only when they fit the console's width (COLUMNS, else the terminal, else 80):
+a table squeezed narrower folds its cells, and would cut ids (user ids, pool ids, ARNs) across
+lines. What does not fit is printed as indented lines instead, broken at spaces only, so an
+id is always whole on one line, whatever the width.
+"""
 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from livekart_users.doctor import Result
@@ -24,6 +32,33 @@ RECORD_COLUMNS = (
     "storeName",
     "lastLoginAt",
 )
+
+
+def fits(console: Console, renderable: RenderableType) -> bool:
+    """`renderable` fits the console's width without folding any cell."""
+    unbounded = console.options.update_width(1 << 16)  # measure() clamps to the width given
+    return console.measure(renderable, options=unbounded).maximum <= console.width
+
+
+def wrapped(text: str, width: int, indent: str = "") -> list[str]:
+    """`text` in lines of at most `width`, broken at spaces only: no word (id) is ever cut.
+
+    A word longer than the width gets a line of its own, and the terminal wraps it on screen.
+    """
+    return textwrap.wrap(
+        text,
+        width=max(width, len(indent) + 20),
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent]
+
+
+def print_lines(console: Console, lines: Iterable[str | Text]) -> None:
+    """Print lines as they are: no markup read from data, no line broken by rich."""
+    for line in lines:
+        console.print(line if isinstance(line, Text) else Text(line), soft_wrap=True)
 
 
 def to_json(value: Any) -> str:
@@ -122,19 +157,100 @@ def print_exposed(
         )
 
 
+def attach_json(target: Any, changed: Sequence[str]) -> str:
+    """`attach --json`: which trigger slots now point at the function."""
+    return to_json(
+        {
+            "user_pool_id": target.user_pool_id,
+            "region": target.region,
+            "function": target.function,
+            "function_arn": target.function_arn,
+            "changed": list(changed),
+            "outcome": "changed" if changed else "no change",
+        }
+    )
+
+
+def package_json(output: Any, built: Any, architecture: str, bundle_sdk: bool) -> str:
+    """`package --json`: where the zip is and what identifies it."""
+    return to_json(
+        {
+            "output": str(output),
+            "size": built.size,
+            "sha256": built.sha256,
+            "code_sha256": built.code_sha256,
+            "architecture": architecture,
+            "bundle_sdk": bundle_sdk,
+            "distributions": dict(built.distributions),
+        }
+    )
+
+
 ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no change": "dim"}
 
 
 def plan_table(plan: Any, title: str) -> Table:
     """A deploy or destroy plan: one row per step, with its reason."""
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("resource", overflow="fold")
     table.add_column("action")
     table.add_column("why", overflow="fold")
     for step in plan.steps:
         style = ACTION_STYLES.get(step.action, "")
-        table.add_row(step.resource, f"[{style}]{step.action}[/{style}]", step.reason)
+        action = f"[{style}]{step.action}[/{style}]"
+        table.add_row(escape(step.resource), action, escape(step.reason))
     return table
+
+
+def print_plan(console: Console, plan: Any, title: str) -> None:
+    """The plan as a table when it fits; else each step as its action, resource and reason."""
+    table = plan_table(plan, title)
+    if fits(console, table):
+        console.print(table)
+        return
+    width = max((len(step.action) for step in plan.steps), default=0) + 2
+    lines: list[str | Text] = [Text(title, style="bold")]
+    for step in plan.steps:
+        head = Text(f"{step.action:<{width}}", style=ACTION_STYLES.get(step.action, ""))
+        lines.append(head + Text(step.resource))
+        lines += wrapped(step.reason, console.width, " " * width)
+    print_lines(console, lines)
+
+
+def plan_json(
+    plan: Any,
+    *,
+    command: str,
+    dry_run: bool,
+    applied: Sequence[Any] = (),
+    error: str | None = None,
+) -> str:
+    """deploy's or destroy's plan and what was done, for scripts: stable keys, one object."""
+
+    def step(s: Any) -> dict[str, str]:
+        return {"resource": s.resource, "action": s.action, "reason": s.reason}
+
+    if error is not None:
+        outcome = "failed"
+    elif not plan.changes:
+        outcome = "no changes"
+    else:
+        outcome = "planned" if dry_run else "applied"
+    return to_json(
+        {
+            "command": command,
+            "dry_run": dry_run,
+            "outcome": outcome,
+            "error": error,
+            "user_pool_id": plan.target.user_pool_id,
+            "region": plan.target.region,
+            "account": plan.target.account,
+            "steps": [step(s) for s in plan.steps],
+            "changes": len(plan.changes),
+            "applied": [step(s) for s in applied],
+            "refused": dict(plan.refused),
+        }
+    )
 
 
 # --- doctor ------------------------------------------------------------------------------
@@ -273,20 +389,54 @@ def user_detail(record: Mapping[str, Any], title: str) -> Table:
     return table
 
 
+def user_lines(row: Mapping[str, Any], width: int) -> list[str]:
+    """One user in a few lines: the id first and whole, then what describes them."""
+
+    def text(key: str, absent: str = "-") -> str:
+        value = row.get(key)
+        return absent if value is None else str(value)
+
+    flag = row.get("emailVerified")
+    verified = "" if not isinstance(flag, bool) else " (verified)" if flag else " (unverified)"
+    return [
+        f"{text('user_id')}  {text('role')}  {text('status')}",
+        *wrapped(f"email: {text('email', 'none')}{verified}", width, "    "),
+        *wrapped(
+            f"name: {text('name', 'none')} · last login: {text('lastLoginAt', 'never')}",
+            width,
+            "    ",
+        ),
+    ]
+
+
 def print_users(console: Console, rows: Iterable[Mapping[str, Any]], chunk: int = 100) -> int:
-    """Print users as they come, `chunk` to a table (never all in memory); how many."""
+    """Print users as they come, `chunk` at a time (never all in memory); how many.
+
+    As tables while the first one fits the width, else as lines (the same all the way down).
+    """
     shown = 0
+    as_table: bool | None = None
     batch: list[Mapping[str, Any]] = []
+
+    def flush(title: str | None) -> None:
+        nonlocal as_table, shown
+        table = users_table(batch, title)
+        if as_table is None:
+            as_table = fits(console, table)
+        if as_table:
+            console.print(table)
+        else:
+            lines = [Text(title, style="bold")] if title else []
+            print_lines(console, lines + [ln for r in batch for ln in user_lines(r, console.width)])
+        shown += len(batch)
+        batch.clear()
+
     for row in rows:
         batch.append(row)
         if len(batch) == chunk:
-            console.print(users_table(batch, f"users {shown + 1} to {shown + len(batch)}"))
-            shown += len(batch)
-            batch = []
+            flush(f"users {shown + 1} to {shown + len(batch)}")
     if batch:
-        title = f"users {shown + 1} to {shown + len(batch)}" if shown else None
-        console.print(users_table(batch, title))
-        shown += len(batch)
+        flush(f"users {shown + 1} to {shown + len(batch)}" if shown else None)
     return shown
 
 
@@ -410,8 +560,16 @@ def reconcile_examples(report: Any) -> Table | None:
 def print_reconcile(console: Console, report: Any) -> None:
     console.print(reconcile_summary(report))
     examples = reconcile_examples(report)
-    if examples is not None:
+    if examples is not None and fits(console, examples):
         console.print(examples)
+    elif examples is not None:
+        width = max(len(e.category) for e in report.examples) + 2
+        lines: list[str | Text] = [Text("examples", style="bold")]
+        for example in report.examples:
+            lines.append(f"{example.category:<{width}}{example.user_id}")
+            if example.detail:
+                lines += wrapped(example.detail, console.width, " " * width)
+        print_lines(console, lines)
     console.print(
         f"{report.rows} rows read in {report.table_seconds:.1f} s; {report.pool_users} users "
         f"listed in {report.pool_seconds:.1f} s ({report.list_requests} ListUsers "
