@@ -526,11 +526,16 @@ def _outcome(report: Any, category: str) -> str:
     return "reported only"
 
 
+def reconcile_heading(report: Any) -> str:
+    """What was compared with what, and whether anything changed."""
+    mode = "applied" if report.applied else "dry run: nothing changed"
+    return f"reconcile {report.user_pool_id} ↔ {report.table} ({mode})"
+
+
 def reconcile_summary(report: Any) -> Table:
     """The counts of a reconcile (a `reconcile.Report`), and what was done about each."""
-    mode = "applied" if report.applied else "dry run: nothing changed"
-    pool, name = data_cell(report.user_pool_id), data_cell(report.table)
-    table = Table(title=f"reconcile {pool} ↔ {name} ({mode})")
+    # Untitled: a title is wrapped to its table's width, which would cut the pool id.
+    table = Table()
     table.add_column("category")
     table.add_column("count", justify="right")
     if report.applied:
@@ -558,6 +563,8 @@ def reconcile_examples(report: Any) -> Table | None:
 
 
 def print_reconcile(console: Console, report: Any) -> None:
+    heading = wrapped(reconcile_heading(report), console.width)
+    print_lines(console, [Text(line, style="bold") for line in heading])
     console.print(reconcile_summary(report))
     examples = reconcile_examples(report)
     if examples is not None and fits(console, examples):
