@@ -6,6 +6,7 @@ processes' command lines), so a change to how an emulator is started cannot quie
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import os
@@ -20,7 +21,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from click.testing import CliRunner
+from rich.console import Console
 
+from livekart_users.cli import main, render
 from livekart_users.exceptions import LocalStackError
 from livekart_users.local import loopback
 from livekart_users.local.stack import LocalStack
@@ -151,6 +155,44 @@ def test_the_lambda_endpoint_refuses_web_pages(stack: LocalStack) -> None:
     assert status == 403
     assert "access-control-allow-origin" not in headers and options >= 400
     assert not any(line.strip() for line in _lines(stack.record_file))
+
+
+def test_local_up_json_says_where_each_service_listens(stack: LocalStack) -> None:
+    settings = stack.settings
+    result = CliRunner().invoke(
+        main,
+        [
+            "local",
+            "up",
+            "--json",
+            "--dir",
+            str(stack.dir),
+            "--dynamodb-port",
+            str(settings.dynamodb_port),
+            "--cognito-port",
+            str(settings.cognito_port),
+            "--lambda-port",
+            str(settings.endpoint_port),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    up = json.loads(result.stdout)
+    assert {"directory", "running", "endpoints", "started", "all_running"} <= set(up)
+    assert {"user_pool_id", "client_id", "table", "listening", "exposed"} <= set(up)
+    assert (up["started"], up["all_running"], up["exposed"]) == ([], True, {})
+    assert set(up["listening"]) == set(up["endpoints"]) == {"dynamodb", "cognito-idp", "lambda"}
+    assert all(loopback.is_loopback(a) for found in up["listening"].values() for a in found)
+
+
+def test_a_wide_listener_is_one_warning_line_with_what_to_do() -> None:
+    console = Console(width=80, file=io.StringIO())
+
+    render.print_exposed(console, {"dynamodb": ["0.0.0.0"]}, {"dynamodb": "http://127.0.0.1:8000"})
+
+    (line,) = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert "dynamodb listens on 0.0.0.0 port 8000" in line
+    assert "block inbound TCP port 8000 in your firewall" in line
 
 
 def _lines(path: Path) -> list[str]:

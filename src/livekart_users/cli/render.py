@@ -154,6 +154,7 @@ def print_exposed(
             f"which other machines can reach (it could not be kept to 127.0.0.1): block inbound "
             f"TCP port {port} in your firewall, or stop the stack on networks you do not trust",
             highlight=False,
+            soft_wrap=True,  # one line, whatever the width
         )
 
 
