@@ -16,7 +16,7 @@ from livekart_users.exceptions import LivekartUsersError
 # Width: COLUMNS when set (also when output is piped), else the terminal's, else 80. What
 # does not fit is laid out in lines rather than folded (see render.py).
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow
 F = TypeVar("F", bound=Callable[..., Any])
 
 
