@@ -157,6 +157,20 @@ def test_deploy_destroy_and_attach_json(clients: Clients) -> None:
     assert first["function_arn"].endswith(":function:" + first["function"])
 
 
+def test_doctor_at_80_columns_keeps_ids_whole(clients: Clients) -> None:
+    pool_id = make_pool(clients, PostConfirmation=foreign_arn("a-legacy-post-confirmation-fn"))
+    found = json.loads(run(80, "doctor", "--user-pool-id", pool_id, "--json").stdout)
+    shown = run(80, "doctor", "--user-pool-id", pool_id)
+
+    assert shown.exit_code == found["exit_code"] == 1, shown.output
+    checks = found["checks"]
+    assert any("a-legacy-post-confirmation-fn" in c["finding"] for c in checks)
+    assert_whole(shown.output, words(c["finding"] for c in checks))
+    assert_whole(shown.output, words(c["fix"] for c in checks if c["fix"]))
+    assert_whole(shown.output, [pool_id])
+    assert_fits(shown.output, 80)
+
+
 # --- reconcile ---------------------------------------------------------------------------------
 
 

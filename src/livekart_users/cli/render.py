@@ -265,7 +265,27 @@ DOCTOR_MARKS = {
 
 
 def print_doctor(console: Console, results: Sequence[Result], heading: str) -> None:
-    """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal."""
+    """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal.
+
+    The finding column wraps at spaces; when a word of it (an ARN) would not fit that column,
+    each check is printed as lines instead, so no id is cut.
+    """
+    mark_width = max((len(Text.from_markup(m)) for m in DOCTOR_MARKS.values()), default=0)
+    name_width = max((len(r.name) for r in results), default=0)
+    room = console.width - mark_width - name_width - 4  # two gaps of two spaces
+    texts = [r.finding + (f" fix: {r.fix}" if r.fix else "") for r in results]
+    if max((len(word) for text in texts for word in text.split()), default=0) > room:
+        _print_doctor_lines(console, results, heading, mark_width)
+    else:
+        console.print(_doctor_table(results, heading), highlight=False)
+    counts = doctor_summary(results)
+    console.print(
+        ", ".join(f"{counts[s]} {s}" for s in ("fail", "warn", "pass", "skip") if counts[s]),
+        highlight=False,
+    )
+
+
+def _doctor_table(results: Sequence[Result], heading: str) -> Table:
     table = Table(
         title=escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
     )
@@ -275,12 +295,21 @@ def print_doctor(console: Console, results: Sequence[Result], heading: str) -> N
     for r in results:
         finding = escape(r.finding) + (f"\n[bold]fix:[/bold] {escape(r.fix)}" if r.fix else "")
         table.add_row(DOCTOR_MARKS[r.status], r.name, finding)
-    console.print(table, highlight=False)
-    counts = doctor_summary(results)
-    console.print(
-        ", ".join(f"{counts[s]} {s}" for s in ("fail", "warn", "pass", "skip") if counts[s]),
-        highlight=False,
-    )
+    return table
+
+
+def _print_doctor_lines(
+    console: Console, results: Sequence[Result], heading: str, mark_width: int
+) -> None:
+    indent = " " * (mark_width + 2)
+    lines: list[str | Text] = [*wrapped(heading, console.width)]
+    for r in results:
+        mark = Text.from_markup(DOCTOR_MARKS[r.status])
+        lines.append(mark + Text(" " * (mark_width - len(mark) + 2) + r.name))
+        lines += wrapped(r.finding, console.width, indent)
+        if r.fix:
+            lines += wrapped(f"fix: {r.fix}", console.width, indent)
+    print_lines(console, lines)
 
 
 def doctor_summary(results: Iterable[Result]) -> dict[str, int]:
