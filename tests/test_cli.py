@@ -121,6 +121,9 @@ def test_up_demo_down(tmp_path: Path) -> None:
             json.loads(line) for line in (tmp_path / "invocations.jsonl").read_text().splitlines()
         ]
         assert [r["outcome"] for r in records] == ["created"] * 3 + ["refreshed"]
+        # It ends with what `logs` shows: those four invocations, by user id only.
+        assert "4 invocations since" in demo.output.split("rows the trigger wrote")[-1]
+        assert all(r["user_id"] in demo.output for r in records)
 
         again = runner.invoke(main, ["local", "demo", "--dir", str(tmp_path)])
         assert again.exit_code == 0, again.output

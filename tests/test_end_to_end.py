@@ -244,3 +244,38 @@ def test_up_again_is_idempotent(stack_env: LocalStack) -> None:
     assert (again.user_pool_id, again.client_id) == (before.user_pool_id, before.client_id)
     pools = aws.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
     assert len(pools) == 1
+
+
+def test_logs_shows_the_sign_up_and_the_sign_in(stack_env: LocalStack) -> None:
+    """`livekart-users logs` on the local stack reads the endpoint's record."""
+    from click.testing import CliRunner
+
+    from livekart_users.cli import main
+
+    user = new_user("vendor")
+    register(stack_env, user)
+    sign_in(aws.client("cognito-idp"), str(stack_env.status().client_id), user.email)
+    sub = sub_of(stack_env, user.email)
+
+    def local(*args: str) -> str:
+        outcome = CliRunner().invoke(main, ["logs", "--local-dir", str(stack_env.dir), *args])
+        assert outcome.exit_code == 0, outcome.output
+        return str(outcome.output)
+
+    def json_lines(output: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+    lines = json_lines(local("--json", "--user-id", sub))
+    assert [(line["trigger_source"], line["outcome"]) for line in lines] == [
+        ("PostConfirmation_ConfirmSignUp", "created"),
+        ("PostAuthentication_Authentication", "refreshed"),
+    ]
+    assert all(line["duration_ms"] > 0 and line["request_id"] for line in lines)
+    table = local("--user-id", sub)
+    assert "the local stack's record" in table
+    assert "created" in table and "refreshed" in table
+    assert user.email not in table and "Test User" not in table
+    assert [
+        line["outcome"]
+        for line in json_lines(local("--json", "--outcome", "refreshed", "--user-id", sub))
+    ] == ["refreshed"]

@@ -121,7 +121,27 @@ def run_users(clients: Clients, pool_id: str) -> None:
     table.set_status("someone", "suspended")
 
 
+def run_logs(clients: Clients, pool_id: str) -> None:
+    """A read of the window, then one poll of --follow, and one Live Tail session."""
+    from datetime import timedelta
+
+    from livekart_users import logs
+
+    target = target_for(pool_id)
+
+    def stop(_: float) -> None:
+        raise KeyboardInterrupt
+
+    source = logs.CloudWatchLogs(clients.logs, target.log_group, target.region, sleep=stop)
+    source.read(timedelta(hours=1), logs.Filters(), limit=10)
+    with pytest.raises(KeyboardInterrupt):
+        list(source.follow(logs.Filters()))
+    with pytest.raises(KeyboardInterrupt):
+        list(source.follow(logs.Filters(), live_tail_arn=target.log_group_arn))
+
+
 COMMANDS: dict[str, Callable[[Clients, str], None]] = {
+    "logs": run_logs,
     "reconcile": run_reconcile,
     "users": run_users,
     "doctor": run_doctor,

@@ -22,6 +22,7 @@ from livekart_users.cli.artifacts import package, template  # noqa: E402
 from livekart_users.cli.deploy import attach, deploy, destroy  # noqa: E402
 from livekart_users.cli.doctor import doctor_command  # noqa: E402
 from livekart_users.cli.local import local  # noqa: E402
+from livekart_users.cli.logs import logs_command  # noqa: E402
 from livekart_users.cli.users import reconcile_command, users  # noqa: E402
 
 for command in (
@@ -34,6 +35,7 @@ for command in (
     doctor_command,
     users,
     reconcile_command,
+    logs_command,
 ):
     main.add_command(command)
 

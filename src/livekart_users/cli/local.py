@@ -166,6 +166,21 @@ def local_demo(directory: Path | None) -> None:
     if backfill.after is not None:
         title = f"{backfill.email}: row after reconcile"
         console.print(render.record_detail(backfill.after, title))
+    _show_invocations(stack)
     console.print(
         "Stop the stack with [bold]livekart-users local down[/bold] (or `make local-down`)."
+    )
+
+
+def _show_invocations(stack: Any) -> None:
+    """What the trigger did during the demo, as `livekart-users logs` shows it."""
+    from livekart_users import logs
+
+    window = logs.LocalRecord(stack.record_file).read(
+        logs.parse_since(logs.DEFAULT_SINCE), logs.Filters(), logs.DEFAULT_LIMIT
+    )
+    render.print_logs_window(console, console, window, as_json=False, follow=False)
+    console.print(
+        "The same for a deployed trigger: [bold]livekart-users logs --user-pool-id POOL"
+        "[/bold] (add --follow to watch)."
     )

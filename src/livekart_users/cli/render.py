@@ -21,6 +21,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from livekart_users.doctor import Result
+    from livekart_users.logs import Invocation, Window
 
 RECORD_COLUMNS = (
     "user_id",
@@ -616,3 +617,110 @@ def print_reconcile(console: Console, report: Any) -> None:
     )
     if not report.applied and (report.to_create or report.to_refresh):
         console.print("Nothing was changed: run again with [bold]--apply[/bold] to heal the table.")
+
+
+# --- logs --------------------------------------------------------------------------------
+
+LOG_OUTCOME_STYLES = {
+    "created": "green",
+    "refreshed": "cyan",
+    "already_exists": "blue",
+    "ignored": "dim",
+    "failed": "red",
+    "timeout": "red",
+    "function_error": "red",
+}
+
+
+def _log_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def log_cells(invocation: Invocation) -> list[str]:
+    """An invocation's cells: time, trigger source, outcome, user id, error code, durations.
+    Values from the log are escaped: a line is data, never markup."""
+    outcome = invocation.outcome or "-"
+    style = LOG_OUTCOME_STYLES.get(outcome, "yellow")
+    return [
+        invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
+        escape(invocation.trigger_source or "-"),
+        f"[{style}]{escape(outcome)}[/{style}]",
+        escape(invocation.user_id or "-"),
+        escape(invocation.error_code or "-"),
+        _log_ms(invocation.duration_ms),
+        _log_ms(invocation.init_duration_ms),
+    ]
+
+
+LOG_COLUMNS = (
+    "time (UTC)",
+    "trigger source",
+    "outcome",
+    "user id",
+    "error code",
+    "duration",
+    "initDuration",
+)
+
+
+def logs_table(invocations: Iterable[Invocation], title: str | None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in LOG_COLUMNS:
+        right = column in ("duration", "initDuration")
+        table.add_column(column, justify="right" if right else "left", no_wrap=True)
+    for invocation in invocations:
+        table.add_row(*log_cells(invocation))
+    return table
+
+
+def print_logs_window(
+    console: Console, notes: Console, window: Window, *, as_json: bool, follow: bool
+) -> None:
+    """A read of `--since`: a table (or JSON Lines on stdout, notes on stderr). Before
+    --follow the rows are lines, so the ones that follow line up beneath them."""
+    since = window.since.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    count = len(window.invocations)
+    heading = (
+        f"{count} invocation{'' if count == 1 else 's'} since {since} in {escape(window.source)}"
+    )
+    if as_json:
+        for invocation in window.invocations:
+            print_log_invocation(console, invocation, as_json=True)
+    elif follow:
+        console.print(heading, highlight=False)
+        for invocation in window.invocations:
+            print_log_invocation(console, invocation, as_json=False)
+    elif window.invocations:
+        console.print(heading, highlight=False)
+        console.print(logs_table(window.invocations, None), highlight=False)
+    else:
+        console.print(f"no invocations since {since} in {escape(window.source)}", highlight=False)
+    if window.cut_short:
+        notes.print(f"[yellow]window cut short:[/yellow] {escape(window.cut_short)}")
+
+
+LOG_WIDTHS = (20, 38, 14, 36, 22, 11, 11)
+
+
+def print_log_invocation(console: Console, invocation: Invocation, *, as_json: bool) -> None:
+    """One invocation on one line (for --follow and --json), never wrapped or cut."""
+    if as_json:
+        console.out(to_json_line(invocation.as_dict()), highlight=False)
+        return
+    plain = [
+        invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
+        invocation.trigger_source or "-",
+        invocation.outcome or "-",
+        invocation.user_id or "-",
+        invocation.error_code or "-",
+        _log_ms(invocation.duration_ms),
+        _log_ms(invocation.init_duration_ms),
+    ]
+    cells = [
+        text.rjust(width) if index >= 5 else text.ljust(width)
+        for index, (text, width) in enumerate(zip(plain, LOG_WIDTHS, strict=True))
+    ]
+    style = LOG_OUTCOME_STYLES.get(plain[2], "yellow")
+    cells = [escape(c) for c in cells]
+    cells[2] = f"[{style}]{cells[2]}[/{style}]"
+    console.print(" ".join(cells), highlight=False, soft_wrap=True)
