@@ -692,7 +692,12 @@ def print_logs_window(
             print_log_invocation(console, invocation, as_json=False)
     elif window.invocations:
         console.print(heading, highlight=False)
-        console.print(logs_table(window.invocations, None), highlight=False)
+        table = logs_table(window.invocations, None)
+        if fits(console, table):
+            console.print(table, highlight=False)
+        else:  # squeezed, the table would cut user ids short: one line per invocation
+            for invocation in window.invocations:
+                print_log_invocation(console, invocation, as_json=False)
     else:
         console.print(f"no invocations since {since} in {escape(window.source)}", highlight=False)
     if window.cut_short:
