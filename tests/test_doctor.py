@@ -722,8 +722,9 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
 
 
 def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guide: Target) -> None:
+    # Wide enough for a table row per step: moto's pool ids (43 characters) make long ARNs.
     fixed = CliRunner().invoke(
-        main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"], env={"COLUMNS": "160"}
+        main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"], env={"COLUMNS": "250"}
     )
     assert fixed.exit_code == 0, fixed.output
     assert "--fix: 15 change(s), through deploy's plan" in fixed.output

@@ -352,22 +352,32 @@ def doctor_error_json(message: str) -> str:
 
 
 def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str, str]) -> None:
-    """What `doctor --fix` is about to change (deploy's plan), and what it will not touch."""
+    """What `doctor --fix` is about to change (deploy's plan), and what it will not touch.
+
+    A table while its reasons can wrap at spaces; else lines, so no resource or ARN is cut.
+    """
     changes = [s for s in steps if s.action != "no change"]
-    table = Table(
-        title=f"--fix: {len(changes)} change(s), through deploy's plan",
-        title_justify="left",
-        box=None,
-        show_header=False,
-        pad_edge=False,
-    )
+    title = f"--fix: {len(changes)} change(s), through deploy's plan"
+    rows = [(s.action, s.resource, s.reason) for s in changes]
+    for slot, arn in sorted(refused.items()):
+        rows.append(("refused", slot, f"it runs {arn}, another function"))
+    action_width = max((len(r[0]) for r in rows), default=0)
+    room = console.width - action_width - max((len(r[1]) for r in rows), default=0) - 4
+    if room < 20 or max((len(w) for r in rows for w in r[2].split()), default=0) > room:
+        lines: list[str | Text] = [*wrapped(title, console.width)]
+        for action, resource, reason in rows:
+            style = "yellow" if action == "refused" else ""
+            lines.append(Text(f"{action:<{action_width + 2}}", style=style) + Text(resource))
+            lines += wrapped(reason, console.width, " " * (action_width + 2))
+        print_lines(console, lines)
+        return
+    table = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
     table.add_column("action", no_wrap=True)
     table.add_column("resource", no_wrap=True)
     table.add_column("reason", overflow="fold")
-    for step in changes:
-        table.add_row(step.action, escape(step.resource), escape(step.reason))
-    for slot, arn in sorted(refused.items()):
-        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {escape(arn)}, another function")
+    for action, resource, reason in rows:
+        shown = "[yellow]refused[/yellow]" if action == "refused" else action
+        table.add_row(shown, escape(resource), escape(reason))
     console.print(table, highlight=False)
 
 
