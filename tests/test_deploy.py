@@ -1,5 +1,5 @@
-"""deploy / destroy on moto (the AWS control plane we cannot run here), and exact requests
-checked with botocore's Stubber where moto is more lenient than AWS."""
+"""deploy / destroy on moto (the AWS control plane we cannot run here); the exact pool
+requests, where moto is more lenient than AWS, are in test_pool.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.stub import Stubber
 from moto import mock_aws
 
 from livekart_users import aws
@@ -26,7 +25,9 @@ ACCOUNT = "123456789012"
 def code_zip(marker: str = "v1") -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr("livekart_users/triggers.py", f"# {marker}\ndef handler(e, c): return e\n")
+        # A fixed date: the same marker gives the same bytes (and CodeSha256) at any time.
+        entry = zipfile.ZipInfo("livekart_users/triggers.py", date_time=(1980, 1, 1, 0, 0, 0))
+        archive.writestr(entry, f"# {marker}\ndef handler(e, c): return e\n")
     return out.getvalue()
 
 
@@ -106,7 +107,8 @@ def test_first_deploy_creates_everything_and_keeps_every_pool_setting(clients: C
     assert {s.action for s in plan.changes} == {"create", "update"}
     assert pool_settings(clients, pool_id) == before
     config = clients.cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"]
-    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{models.DEFAULT_FUNCTION}"
+    # The pool names the alias, so a later code update switches in one call.
+    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{models.DEFAULT_FUNCTION}:live"
     assert config == {
         "PreSignUp": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fraud-check",
         "PostConfirmation": function_arn,
@@ -122,7 +124,8 @@ def test_second_deploy_plans_no_changes(clients: Clients) -> None:
 
 
 def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
-    target = target_for(make_pool(clients))
+    pool_id = make_pool(clients)
+    target = target_for(pool_id)
     deploy(clients, target)
     role = clients.iam.get_role(RoleName=models.DEFAULT_ROLE)["Role"]
     assert models.normalise_policy(role["AssumeRolePolicyDocument"]) == models.normalise_policy(
@@ -133,6 +136,8 @@ def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
                     "Effect": "Allow",
                     "Principal": {"Service": "lambda.amazonaws.com"},
                     "Action": "sts:AssumeRole",
+                    # The confused-deputy condition: Lambda, on behalf of this account only.
+                    "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
                 }
             ],
         }
@@ -173,9 +178,9 @@ def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
     variables = config["Environment"]["Variables"]
     assert variables["USERS_TABLE"] == "livekart-users"
     assert not set(variables) & models.RESERVED_VARIABLES
-    [statement] = json.loads(
-        clients.lambda_.get_policy(FunctionName=models.DEFAULT_FUNCTION)["Policy"]
-    )["Statement"]
+    [statement] = planner.cognito_statements(clients, target, models.ALIAS)
+    assert statement["Resource"] == target.alias_arn
+    assert statement["Sid"] == f"livekart-users-cognito-invoke-{pool_id}"
     assert statement["Principal"] == {"Service": "cognito-idp.amazonaws.com"}
     assert statement["Condition"] == {
         "ArnLike": {"AWS:SourceArn": target.pool_arn},
@@ -243,9 +248,12 @@ def test_changing_one_setting_plans_exactly_one_step(
     target = target_for(make_pool(clients))
     deploy(clients, target)
     change(clients, target)
-    [step] = planner.plan_deploy(target, clients, code=CODE).changes
+    step, *release = planner.plan_deploy(target, clients, code=CODE).changes
     assert step.resource.startswith(resource)
     assert step.action == "update"
+    # A change to the function is published, then the alias moves: nothing else changes.
+    expected = [f"function {target.function}:live"] if resource == "function" else []
+    assert [s.resource for s in release] == expected
 
 
 def test_a_foreign_post_confirmation_trigger_is_refused_without_force(clients: Clients) -> None:
@@ -257,11 +265,12 @@ def test_a_foreign_post_confirmation_trigger_is_refused_without_force(clients: C
     assert "legacy-welcome-email" in trigger.reason and "--force" in trigger.reason
     config = clients.cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"]
     assert config["PostConfirmation"] == theirs
-    assert "PostAuthentication" not in config
+    # The free slot is attached all the same; only the held one is refused.
+    assert config["PostAuthentication"] == target_for(pool_id).alias_arn
 
     deploy(clients, target_for(pool_id), force=True)
     config = clients.cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"]
-    assert config["PostConfirmation"].endswith(":function:" + models.DEFAULT_FUNCTION)
+    assert config["PostConfirmation"] == target_for(pool_id).alias_arn
 
 
 @pytest.fixture
@@ -402,80 +411,7 @@ def test_a_pool_setting_botocore_does_not_model_stops_the_deploy(clients: Client
     assert "PostConfirmation" not in config
 
 
-# --- the exact UpdateUserPool request (moto keeps settings AWS would reset) -------------------
-
-FULL_POOL: dict[str, Any] = {
-    "Id": "us-east-1_AbC123",
-    "Name": "livekart-prod",
-    "Arn": "arn:aws:cognito-idp:x",
-    "Status": "Enabled",
-    "CreationDate": "2025-01-01T00:00:00Z",
-    "LastModifiedDate": "2025-01-02T00:00:00Z",
-    "EstimatedNumberOfUsers": 42,
-    "SchemaAttributes": [{"Name": "custom:role", "AttributeDataType": "String", "Mutable": False}],
-    "UsernameAttributes": ["email"],
-    "UsernameConfiguration": {"CaseSensitive": False},
-    "Domain": "livekart",
-    "SmsConfigurationFailure": "none",
-    "EmailConfigurationFailure": "none",
-    "Policies": {
-        "PasswordPolicy": {
-            "MinimumLength": 12,
-            "RequireSymbols": True,
-            "TemporaryPasswordValidityDays": 3,
-        }
-    },
-    "DeletionProtection": "ACTIVE",
-    "LambdaConfig": {"PreSignUp": "arn:aws:lambda:us-east-1:123456789012:function:fraud-check"},
-    "AutoVerifiedAttributes": ["email"],
-    "VerificationMessageTemplate": {
-        "DefaultEmailOption": "CONFIRM_WITH_CODE",
-        "EmailSubject": "Your code",
-        "EmailMessage": "Code {####}",
-    },
-    "EmailVerificationSubject": "Your code",
-    "EmailVerificationMessage": "Code {####}",
-    "SmsAuthenticationMessage": "Your code {####}",
-    "UserAttributeUpdateSettings": {"AttributesRequireVerificationBeforeUpdate": ["email"]},
-    "MfaConfiguration": "OPTIONAL",
-    "DeviceConfiguration": {"ChallengeRequiredOnNewDevice": True},
-    "EmailConfiguration": {
-        "EmailSendingAccount": "DEVELOPER",
-        "SourceArn": "arn:aws:ses:us-east-1:123456789012:identity/x",
-    },
-    "SmsConfiguration": {"SnsCallerArn": "arn:aws:iam::123456789012:role/sms"},
-    "UserPoolTags": {"team": "marketplace"},
-    "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": False, "UnusedAccountValidityDays": 7},
-    "UserPoolAddOns": {"AdvancedSecurityMode": "AUDIT"},
-    "AccountRecoverySetting": {"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
-    "UserPoolTier": "ESSENTIALS",
-}
-
-
-def test_update_user_pool_request_carries_every_writable_setting() -> None:
-    cognito = aws.client("cognito-idp", region_name=REGION)
-    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{models.DEFAULT_FUNCTION}"
-    expected = {k: v for k, v in FULL_POOL.items() if k not in pool.READ_ONLY}
-    expected["AdminCreateUserConfig"] = {"AllowAdminCreateUserOnly": False}
-    expected.update(
-        UserPoolId="us-east-1_AbC123",
-        PoolName="livekart-prod",
-        LambdaConfig={
-            **FULL_POOL["LambdaConfig"],
-            "PostConfirmation": function_arn,
-            "PostAuthentication": function_arn,
-        },
-    )
-    # Every writable field the pool has goes back: nothing is left to be reset.
-    assert set(expected) - {"UserPoolId", "PoolName"} == set(FULL_POOL) - pool.READ_ONLY
-    with Stubber(cognito) as stub:
-        stub.add_response(
-            "describe_user_pool", {"UserPool": FULL_POOL}, {"UserPoolId": "us-east-1_AbC123"}
-        )
-        stub.add_response("update_user_pool", {}, expected)
-        changed = pool.attach(cognito, "us-east-1_AbC123", function_arn, models.TRIGGER_SLOTS)
-        stub.assert_no_pending_responses()
-    assert changed == ["PostConfirmation", "PostAuthentication"]
+# --- the exact UpdateUserPool request: tests/test_pool.py (a loopback Cognito serves raw JSON)
 
 
 def test_writable_fields_come_from_the_service_model() -> None:

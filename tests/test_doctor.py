@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
@@ -114,7 +115,23 @@ def healthy_setup(clients: Clients) -> Target:
     clients.lambda_.add_permission(FunctionName=target.function, **models.invoke_permission(target))
     clients.cloudwatch.put_metric_alarm(**models.alarm(target))
     set_triggers(clients, target, dict.fromkeys(models.TRIGGER_SLOTS, target.function_arn))
+    change_events_setup(clients, target)
     return target
+
+
+def change_events_setup(clients: Clients, target: Target) -> None:
+    """The change handler's rule (as deploy makes it) and a trail logging management events."""
+    from livekart_users.deploy import change_handler
+
+    names = change_handler.Names(target)
+    clients.events.put_rule(
+        Name=names.rule, EventPattern=json.dumps(change_handler.event_pattern(target))
+    )
+    clients.events.put_targets(Rule=names.rule, Targets=[change_handler.rule_target(target)])
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="org-trail-logs")
+    clients.cloudtrail.create_trail(Name="org-trail", S3BucketName="org-trail-logs")
+    clients.cloudtrail.start_logging(Name="org-trail")
 
 
 def guide_setup(clients: Clients) -> Target:
@@ -433,7 +450,7 @@ def test_a_timeout_above_four_seconds_fails(clients: Clients, target: Target) ->
 
 def test_no_invoke_permission_fails_every_sign_up(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     found = result(clients, target, "permission")
     assert found.status == Status.FAIL
@@ -446,7 +463,7 @@ def test_no_invoke_permission_fails_every_sign_up(clients: Clients, target: Targ
 
 def test_a_permission_for_another_pool_fails(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     other = replace(target, user_pool_id="us-east-1_Other")
     clients.lambda_.add_permission(FunctionName=target.function, **models.invoke_permission(other))
@@ -457,7 +474,7 @@ def test_a_permission_for_another_pool_fails(clients: Clients, target: Target) -
 
 def test_the_guides_wildcard_account_permission_warns(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     clients.lambda_.add_permission(
         FunctionName=target.function,
@@ -478,14 +495,14 @@ def test_the_guides_wildcard_account_permission_warns(clients: Clients, target: 
 
 def test_a_permission_without_source_account_warns(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     exact = models.invoke_permission(target)
     del exact["SourceAccount"]
     clients.lambda_.add_permission(FunctionName=target.function, **exact)
     found = result(clients, target, "permission")
     assert found.status == Status.WARN
-    assert found.finding == f"{models.PERMISSION_ID} has no SourceAccount"
+    assert found.finding == f"{target.permission_id} has no SourceAccount"
 
 
 # --- the pool -----------------------------------------------------------------------------
@@ -506,8 +523,18 @@ def test_a_missing_trigger_fails(clients: Clients, target: Target, slot: str) ->
     assert found.fix == deploy_fix(target)
 
 
+def legacy_function(clients: Clients, target: Target) -> str:
+    """Another team's function (it exists), whose ARN is returned."""
+    answer = clients.lambda_.create_function(
+        FunctionName="legacy-post-confirmation",
+        Code={"ZipFile": tiny_zip()},
+        **models.function_settings(target),
+    )
+    return str(answer["FunctionArn"])
+
+
 def test_a_trigger_of_another_function_fails_naming_it(clients: Clients, target: Target) -> None:
-    legacy = target.function_arn.replace(target.function, "legacy-post-confirmation")
+    legacy = legacy_function(clients, target)
     set_triggers(
         clients, target, {"PostConfirmation": legacy, "PostAuthentication": target.function_arn}
     )
@@ -519,6 +546,23 @@ def test_a_trigger_of_another_function_fails_naming_it(clients: Clients, target:
     assert (
         found.fix == f"{deploy_fix(target)} --force (replaces legacy-post-confirmation's trigger)"
     )
+
+
+@pytest.mark.parametrize("whose", ["ours", "another"])
+def test_a_trigger_naming_a_missing_function_fails(
+    clients: Clients, target: Target, whose: str
+) -> None:
+    gone = (
+        target.function_arn
+        if whose == "ours"
+        else target.function_arn.replace(target.function, "deleted-by-hand")
+    )
+    if whose == "ours":
+        clients.lambda_.delete_function(FunctionName=target.function)
+    set_triggers(clients, target, {"PostConfirmation": gone})
+    found = result(clients, target, "triggers.post-confirmation")
+    assert found.status == Status.FAIL
+    assert "which does not exist: every sign-up fails" in found.finding
 
 
 def test_a_pool_without_custom_role_warns(clients: Clients, target: Target) -> None:
@@ -688,6 +732,7 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "function.reserved-variables",
         "triggers.post-authentication",
         "alarm",
+        "changes.rule",
     ]
     assert [n for n, s in statuses.items() if s == "warn"] == [
         "table.point-in-time-recovery",
@@ -695,8 +740,9 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "permission",
         "pool.role-writable",
         "logs.failed-writes",
+        "changes.trail",
     ]
-    assert report["summary"] == {"fail": 7, "pass": 10, "skip": 1, "warn": 5}
+    assert report["summary"] == {"fail": 8, "pass": 10, "skip": 1, "warn": 6}
     assert set(report["checks"][0]) == {"name", "status", "finding", "fix"}
 
 
@@ -715,7 +761,7 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
     ]
     assert lines[at + 1].strip() == f"fix: {deploy_fix(target)}"
     assert lines[-2:] == [
-        "1 fail, 21 pass, 1 skip",
+        "1 fail, 23 pass, 1 skip",
         f"`livekart-users doctor --user-pool-id {target.user_pool_id} --fix` carries out "
         "deploy's fixes",
     ]
@@ -727,22 +773,26 @@ def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guid
         main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"], env={"COLUMNS": "250"}
     )
     assert fixed.exit_code == 0, fixed.output
-    assert "--fix: 15 change(s), through deploy's plan" in fixed.output
+    assert "--fix: 25 change(s), through deploy's plan" in fixed.output
     lines = [" ".join(line.split()) for line in fixed.output.splitlines()]
     assert (
-        "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole: "
-        "grants more than the function's own log group"
-    ) in lines
+        "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole:"
+    ) in " ".join(lines)
+    assert "grants more than the function's own log group" in " ".join(lines)
     assert "after --fix" in fixed.output
     # doctor again, from scratch: nothing fails; what deploy cannot change stays a warning
     # (the pool's mutable custom:role, which only the app's authorization can make safe).
     again = results(moto_clients, guide)
     assert doctor.exit_status(again.values()) == 0
-    assert [n for n, r in again.items() if r.status == Status.WARN] == ["pool.role-writable"]
+    # No trail in the guide's account: deploy cannot make one (it needs a bucket of the team's).
+    assert [n for n, r in again.items() if r.status == Status.WARN] == [
+        "pool.role-writable",
+        "changes.trail",
+    ]
 
 
 def test_fix_never_replaces_another_functions_trigger(clients: Clients, target: Target) -> None:
-    legacy = target.function_arn.replace(target.function, "legacy-post-confirmation")
+    legacy = legacy_function(clients, target)
     set_triggers(clients, target, {"PostConfirmation": legacy})
     plan = doctor.plan_fixes(target, clients)
     assert plan.refused == {"PostConfirmation": legacy}
@@ -786,6 +836,8 @@ LOCAL_SKIPS = {
     "permission",
     "alarm",
     "logs.failed-writes",
+    "changes.trail",
+    "changes.rule",
 }
 
 

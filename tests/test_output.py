@@ -119,7 +119,7 @@ def test_the_deploy_plan_at_80_columns_keeps_ids_whole(clients: Clients) -> None
     plan = json.loads(run(80, "deploy", "--user-pool-id", pool_id, "--dry-run", "--json").output)
     shown = run(80, "deploy", "--user-pool-id", pool_id, "--dry-run")
 
-    assert shown.exit_code == 0, shown.output
+    assert shown.exit_code == 1, shown.output  # a slot held by another function was refused
     steps = plan["steps"]
     assert any(foreign_arn("another-teams") in s["reason"] for s in steps) or plan["refused"]
     assert_whole(shown.output, words(s["resource"] for s in steps))
@@ -128,19 +128,21 @@ def test_the_deploy_plan_at_80_columns_keeps_ids_whole(clients: Clients) -> None
     assert_fits(shown.output, 80)
 
 
-def test_deploy_destroy_and_attach_json(clients: Clients) -> None:
+def test_deploy_detach_attach_and_destroy_json(clients: Clients) -> None:
     pool_id = make_pool(clients)
+    pool_flag = ("--user-pool-id", pool_id)
 
-    planned = run(80, "deploy", "--user-pool-id", pool_id, "--dry-run", "--json")
-    applied = run(80, "deploy", "--user-pool-id", pool_id, "--json")
-    again = run(80, "deploy", "--user-pool-id", pool_id, "--dry-run", "--json")
-    destroyed = run(80, "destroy", "--user-pool-id", pool_id, "--json")
-    attached = run(80, "attach", "--user-pool-id", pool_id, "--json")
-    reattached = run(80, "attach", "--user-pool-id", pool_id, "--json")
+    planned = run(80, "deploy", *pool_flag, "--dry-run", "--json")
+    applied = run(80, "deploy", *pool_flag, "--json")
+    again = run(80, "deploy", *pool_flag, "--dry-run", "--json")
+    detached = run(80, "detach", *pool_flag, "--json")
+    attached = run(80, "attach", *pool_flag, "--json")
+    reattached = run(80, "attach", *pool_flag, "--json")
+    destroyed = run(80, "destroy", *pool_flag, "--json")
 
-    results = (planned, applied, again, destroyed, attached, reattached)
-    assert [r.exit_code for r in results] == [0] * 6, [r.output for r in results]
-    plan, done, nothing, gone, first, second = (json.loads(r.stdout) for r in results)
+    results = (planned, applied, again, detached, attached, reattached, destroyed)
+    assert [r.exit_code for r in results] == [0] * 7, [r.output for r in results]
+    plan, done, nothing, off, first, second, gone = (json.loads(r.stdout) for r in results)
     assert set(plan) == set(done) == set(nothing) == set(gone) == PLAN_KEYS
     assert (plan["outcome"], plan["dry_run"], plan["applied"]) == ("planned", True, [])
     changes = [s for s in plan["steps"] if s["action"] != "no change"]
@@ -149,12 +151,14 @@ def test_deploy_destroy_and_attach_json(clients: Clients) -> None:
     assert (plan["user_pool_id"], plan["account"], plan["region"]) == (pool_id, ACCOUNT, REGION)
     assert (done["outcome"], done["error"], done["applied"]) == ("applied", None, changes)
     assert (nothing["outcome"], nothing["changes"]) == ("no changes", 0)
-    assert (gone["command"], gone["outcome"]) == ("destroy", "applied") and gone["applied"]
-    keys = {"user_pool_id", "region", "function", "function_arn", "changed", "outcome"}
+    assert set(off) == {"user_pool_id", "region", "function", "detached", "outcome"}
+    assert off["detached"] == ["PostConfirmation", "PostAuthentication"]
+    keys = {"user_pool_id", "region", "function", "function_arn", "changed", "refused", "outcome"}
     assert set(first) == set(second) == keys
-    assert first["changed"] == ["PostConfirmation", "PostAuthentication"]
+    assert (first["changed"], first["refused"]) == (["PostConfirmation", "PostAuthentication"], {})
     assert (second["changed"], second["outcome"]) == ([], "no change")
-    assert first["function_arn"].endswith(":function:" + first["function"])
+    assert ":function:" + first["function"] in first["function_arn"]
+    assert (gone["command"], gone["outcome"]) == ("destroy", "applied") and gone["applied"]
 
 
 def test_doctor_at_80_columns_keeps_ids_whole(clients: Clients) -> None:

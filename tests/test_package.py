@@ -79,8 +79,11 @@ def test_entries_are_sorted_dated_1980_and_world_readable() -> None:
     assert not [n for n in names if n.endswith(("/RECORD", "/INSTALLER", "/direct_url.json"))]
 
 
-def test_only_the_modules_the_trigger_imports_are_inside() -> None:
-    code = "import sys, livekart_users.triggers; print(' '.join(sorted(sys.modules)))"
+def test_only_the_modules_the_two_handlers_import_are_inside() -> None:
+    code = (
+        "import sys, livekart_users.triggers, livekart_users.changes; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
     loaded = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout.split()

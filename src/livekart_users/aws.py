@@ -11,10 +11,12 @@ and `call_within` retries inside what is left of one deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -23,7 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from livekart_users.exceptions import WrongRegion
+from livekart_users.exceptions import LivekartUsersError, WrongRegion
 
 DEFAULT_REGION = "us-east-1"
 
@@ -37,8 +39,24 @@ TRIGGER_CONFIG = Config(
     read_timeout=TRIGGER_READ_TIMEOUT,
     retries={"mode": "standard", "total_max_attempts": 1},
 )
-# Commands run by a person or a script: patient, with botocore's standard retries.
-CLI_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
+# The change handler runs asynchronously (EventBridge), with no one waiting: a few patient
+# attempts, then the error is raised so Lambda retries the event and, at last, hands it to the
+# failure destination. Bounded so one invocation stays well inside its function timeout.
+CHANGES_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+)
+# Commands run by a person or a script: botocore's standard retries, and timeouts such that
+# one call ends within a budget when the endpoint accepts and never answers (botocore's 60 s
+# defaults and 3 attempts made `users get` wait 120 s in silence).
+CLI_BUDGET_ENV = "LIVEKART_AWS_TIMEOUT"
+DEFAULT_CLI_BUDGET = 25.0  # with interpreter start and the error line: a command ends in < 30 s
+CLI_ATTEMPTS = 2
+CLI_CONNECT_TIMEOUT = 2.0
+# botocore's standard mode (botocore/retries/standard.py, ExponentialBackoff) sleeps at most
+# min(2**i, 20) s before retry i+1 (a 1 s base for throttling, 50 ms for the rest; counted at
+# 1 s). It may add up to 5 s when an answer carries `x-amz-retry-after`: an endpoint that does
+# not answer sends no such header, so that is not part of the bound.
+_MAX_BACKOFF = 20.0
 
 RETRYABLE_CODES = frozenset(
     {
@@ -71,7 +89,7 @@ def resolve_region(flag: str | None = None, user_pool_id: str | None = None) -> 
         flag
         or os.environ.get("AWS_REGION")
         or os.environ.get("AWS_DEFAULT_REGION")
-        or boto3.session.Session().region_name
+        or _profile_region()
         or pool_region
         or DEFAULT_REGION
     )
@@ -83,11 +101,139 @@ def resolve_region(flag: str | None = None, user_pool_id: str | None = None) -> 
     return chosen
 
 
-def client(service: str, *, config: Config = CLI_CONFIG, region_name: str | None = None) -> Any:
-    """A boto3 client for `service`; every client in this package is built here."""
-    return boto3.session.Session().client(
-        service, region_name=region_name or region(), config=config
+class BadTimeout(LivekartUsersError):
+    """The AWS time budget setting is not a number of seconds."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f"{CLI_BUDGET_ENV}={value!r} is not a number of seconds between 1 and 300: "
+            f"unset it (default {DEFAULT_CLI_BUDGET:g} s) or give e.g. {CLI_BUDGET_ENV}=20"
+        )
+
+
+def cli_budget() -> float:
+    """Seconds one AWS call of a command may take in all, from LIVEKART_AWS_TIMEOUT."""
+    text = os.environ.get(CLI_BUDGET_ENV, "").strip()
+    if not text:
+        return DEFAULT_CLI_BUDGET
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise BadTimeout(text) from None
+    if not 1 <= seconds <= 300:
+        raise BadTimeout(text)
+    return seconds
+
+
+def _backoff_bound(attempts: int) -> float:
+    return sum(min(2.0**i, _MAX_BACKOFF) for i in range(attempts - 1))
+
+
+def cli_config(*, attempts: int = CLI_ATTEMPTS, **options: Any) -> Config:
+    """The config of a command's clients: `attempts` attempts that end within the budget."""
+    budget = cli_budget()
+    connect = min(CLI_CONNECT_TIMEOUT, budget / 10)
+    read = (budget - _backoff_bound(attempts)) / attempts - connect
+    return Config(
+        connect_timeout=connect,
+        read_timeout=max(read, 0.2),
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        **options,
     )
+
+
+def worst_case_seconds(config: Config) -> float:
+    """How long one call with `config` can wait for an endpoint that never answers.
+
+    Each attempt waits at most its connect and read timeouts (botocore's read timeout bounds
+    each read: an endpoint that trickles bytes is not bounded by it), and the retries sleep.
+    """
+    retries = config.retries or {}
+    if "total_max_attempts" in retries:
+        attempts = int(retries["total_max_attempts"])
+    else:  # botocore's default: 3 in standard mode (legacy mode: 5)
+        attempts = 1 + int(retries.get("max_attempts", 2))
+    per_attempt = float(config.connect_timeout) + float(config.read_timeout)
+    return attempts * per_attempt + _backoff_bound(attempts)
+
+
+# One session for every client a command builds: botocore loads and parses each service
+# model, and resolves credentials, once per session. Sessions are not safe to build clients
+# from concurrently, hence the lock; the clients themselves are.
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_session(prepare: Callable[[Any], None] | None = None) -> Iterator[None]:
+    """Inside, `client()` builds every client from one session, made on first use.
+
+    `prepare(session)` runs once when it is made (the CLI hooks its progress display there).
+    Outside, each client gets a session of its own, as before.
+    """
+    with _shared_lock:
+        outer = dict(_shared)
+        if "active" not in _shared:
+            _shared.update(active=True, session=None, prepare=prepare)
+    try:
+        yield
+    finally:
+        with _shared_lock:
+            _shared.clear()
+            _shared.update(outer)
+
+
+def client(
+    service: str,
+    *,
+    config: Config | None = None,
+    region_name: str | None = None,
+    session: Any = None,
+    endpoint_url: str | None = None,
+) -> Any:
+    """A boto3 client for `service`; every client in this package is built here.
+
+    Without `config`, a command's: bounded by `cli_budget()`. Without `session`, the one of
+    `one_session()` if inside it, else a new one. `endpoint_url` only for the local stack's own
+    plumbing (one emulator behind another); everything else reaches its endpoint through
+    AWS_ENDPOINT_URL_<SERVICE>.
+    """
+    config = config or cli_config()
+    with _shared_lock:
+        chosen = session or _shared_session()
+        if chosen is not None:
+            return chosen.client(
+                service,
+                region_name=region_name or region(),
+                config=config,
+                endpoint_url=endpoint_url,
+            )
+    return boto3.session.Session().client(
+        service, region_name=region_name or region(), config=config, endpoint_url=endpoint_url
+    )
+
+
+def current_session() -> Any:
+    """The session of `one_session()` when inside it, else a new one."""
+    with _shared_lock:
+        return _shared_session() or boto3.session.Session()
+
+
+def _profile_region() -> str | None:
+    with _shared_lock:
+        session = _shared_session() or boto3.session.Session()
+        return session.region_name  # type: ignore[no-any-return]
+
+
+def _shared_session() -> Any:
+    """The session of `one_session()`, made on first use; None outside it (lock held)."""
+    if "active" not in _shared:
+        return None
+    if _shared["session"] is None:
+        _shared["session"] = boto3.session.Session()
+        if _shared["prepare"] is not None:
+            _shared["prepare"](_shared["session"])
+    return _shared["session"]
 
 
 def error_code(exc: BaseException) -> str:

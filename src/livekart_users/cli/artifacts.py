@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from livekart_users.cli import render
-from livekart_users.cli.common import console, friendly_errors
+from livekart_users.cli.common import console, friendly_errors, write_output
 
 DEFAULT_ZIP = Path("build") / "livekart-users-trigger.zip"
 
@@ -41,8 +41,7 @@ def package(output: Path, architecture: str, bundle_sdk: bool, as_json: bool) ->
     from livekart_users.deploy.package import build_zip
 
     built = build_zip(architecture, bundle_sdk)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(built.data)
+    write_output(output, built.data, "the zip")
     if as_json:
         click.echo(render.package_json(output, built, architecture, bundle_sdk))
         return
@@ -75,8 +74,7 @@ def template(output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    write_output(output, text.encode(), "the template")
     console.print(
         f"wrote {output}; after creating the stack, run the command in its AttachCommand output",
         highlight=False,

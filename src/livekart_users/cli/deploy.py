@@ -1,8 +1,9 @@
-"""`deploy`, `destroy` and `attach`: parse options, plan, show the plan, apply it."""
+"""`deploy`, `destroy`, `attach` and `detach`: parse options, plan, show the plan, apply it."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any
 
 import click
@@ -59,6 +60,11 @@ def json_option(command: F) -> F:
     )(command)
 
 
+def _reading(as_json: bool) -> contextlib.AbstractContextManager[Any]:
+    """A spinner while the plan is read; none when stdout carries JSON."""
+    return contextlib.nullcontext() if as_json else console.status("reading what exists…")
+
+
 def _target(
     clients: Clients,
     user_pool_id: str,
@@ -87,7 +93,14 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     "--architecture", type=click.Choice(["arm64", "x86_64"]), default="arm64", show_default=True
 )
 @click.option(
-    "--log-retention-days", type=int, default=models.LOG_RETENTION_DAYS, show_default=True
+    "--log-retention-days",
+    # Only the periods CloudWatch Logs accepts: anything else would fail mid-deploy.
+    type=click.Choice([str(d) for d in models.RETENTION_DAYS]),
+    callback=lambda _ctx, _param, value: int(value),
+    default=str(models.LOG_RETENTION_DAYS),
+    show_default=True,
+    metavar="DAYS",
+    help="One of CloudWatch Logs' periods: " + ", ".join(map(str, models.RETENTION_DAYS)),
 )
 @click.option(
     "--extra-fields",
@@ -97,6 +110,14 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     help="Extra record fields with defaults [env USERS_EXTRA_FIELDS]",
 )
 @click.option("--alarm-topic-arn", default=None, help="SNS topic the failed-write alarm notifies.")
+@click.option(
+    "--erasure-policy",
+    type=click.Choice(["anonymize", "delete", "keep"], case_sensitive=False),
+    default=None,
+    envvar="USERS_ERASURE_POLICY",
+    help="What the change handler does to a deleted user's row: anonymize (remove personal "
+    "fields, keep app data), delete, or keep [env USERS_ERASURE_POLICY; default anonymize].",
+)
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option
@@ -110,21 +131,38 @@ def deploy(
     **options: Any,
 ) -> None:
     """Deploy the trigger onto an existing user pool: table, role, function, permission,
-    alarm and the pool's Post Confirmation / Post Authentication triggers.
+    alarm and the pool's Post Confirmation / Post Authentication triggers; and the change
+    handler (its own role and function, an EventBridge rule for this pool's CloudTrail
+    events, a dead-letter queue). Without a CloudTrail trail it still deploys, and says so.
 
-    Safe on a production pool: every other pool setting is sent back unchanged, and a trigger
-    slot that holds another function is left alone unless --force. Run it again any time:
-    a second deploy plans no changes."""
+    Safe on a production pool: every other pool setting is sent back unchanged; the pool
+    names the function's alias `live`, moved in one call once a new version is complete, so
+    sign-ups never hit half-updated code; a trigger slot that holds another function is left
+    alone unless --force (the other slot is attached, and the exit status is 1). Run it again
+    any time: a second deploy plans no changes."""
     clients = _clients(region, user_pool_id)
     target = _target(clients, user_pool_id, **options)
     with _reading(as_json):
         plan = planner.plan_deploy(target, clients, force=force)
     _run(plan, clients, dry_run, "deploy", as_json)
-    if plan.refused and not as_json:
+    if as_json:  # warnings and refusals are in the JSON's steps and refused
+        if plan.refused:
+            sys.exit(1)
+        return
+    for step in plan.steps:
+        if step.reason.startswith("WARNING: "):
+            console.print(
+                f"[yellow]{step.resource}:[/yellow] {step.reason.removeprefix('WARNING: ')}"
+            )
+    if plan.refused:
+        # Everything else was done; the plan was not carried out in full, so exit non-zero.
+        for slot, arn in sorted(plan.refused.items()):
+            console.print(f"[yellow]refused:[/yellow] {slot} runs {arn}, another function")
         console.print(
-            f"[yellow]Not replaced:[/yellow] {', '.join(sorted(plan.refused))}. To "
-            f"replace: livekart-users deploy --user-pool-id {user_pool_id} --force"
+            f"Not attached: {', '.join(sorted(plan.refused))}. To replace: "
+            f"livekart-users deploy --user-pool-id {user_pool_id} --force"
         )
+        sys.exit(1)
 
 
 @click.command()
@@ -168,46 +206,97 @@ def destroy(
     _run(plan, clients, dry_run, "destroy", as_json)
 
 
-@click.command()
-@click.option("--user-pool-id", required=True, envvar="LIVEKART_USER_POOL_ID")
-@click.option(
-    "--function-name",
-    default=models.DEFAULT_FUNCTION,
-    envvar="LIVEKART_FUNCTION",
-    show_default=True,
-)
-@click.option("--region", default=None)
-@click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
-@json_option
-@friendly_errors
-def attach(
-    user_pool_id: str, function_name: str, region: str | None, force: bool, as_json: bool
-) -> None:
-    """Point the pool's Post Confirmation and Post Authentication triggers at the function,
-    sending every other pool setting back unchanged (the step CloudFormation cannot do)."""
-    clients = _clients(region, user_pool_id)
-    target = Target(
+def _pool_options(command: F) -> F:
+    options = [
+        click.option("--user-pool-id", required=True, envvar="LIVEKART_USER_POOL_ID"),
+        click.option(
+            "--function-name",
+            default=models.DEFAULT_FUNCTION,
+            envvar="LIVEKART_FUNCTION",
+            show_default=True,
+        ),
+        click.option("--region", default=None),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _pool_target(clients: Clients, user_pool_id: str, function_name: str) -> Target:
+    return Target(
         user_pool_id=user_pool_id,
         region=clients.region,
         account=clients.account(),
         function=function_name,
     )
+
+
+@click.command()
+@_pool_options
+@click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
+@click.option(
+    "--allow-unmanaged",
+    is_flag=True,
+    help="Attach a function that livekart-users does not manage (no managed-by tag).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was attached as JSON.")
+@friendly_errors
+def attach(
+    user_pool_id: str,
+    function_name: str,
+    region: str | None,
+    force: bool,
+    allow_unmanaged: bool,
+    as_json: bool,
+) -> None:
+    """Point the pool's Post Confirmation and Post Authentication triggers at the function
+    (its alias `live` when it has one), sending every other pool setting back unchanged: the
+    step CloudFormation cannot take. Refuses a function that does not exist, is not ours, or
+    that Cognito may not invoke from this pool. Exit status 1 when a slot was refused."""
+    clients = _clients(region, user_pool_id)
+    target = _pool_target(clients, user_pool_id, function_name)
+    arn = planner.attach_arn(clients, target, allow_unmanaged=allow_unmanaged)
+    settings = pool.describe(clients.cognito, user_pool_id)
+    refused = (
+        {} if force else pool.foreign_slots(settings, models.TRIGGER_SLOTS, target.function_arn)
+    )
+    slots = tuple(s for s in models.TRIGGER_SLOTS if s not in refused)
     changed = pool.attach(
-        clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS, force=force
+        clients.cognito, user_pool_id, arn, slots, force=force, owner_arn=target.function_arn
     )
     if as_json:
-        click.echo(render.attach_json(target, changed))
+        click.echo(render.attach_json(target, arn, changed, refused))
+        sys.exit(1 if refused else 0)
+    console.print(
+        f"{', '.join(changed)} → {arn.split(':function:', 1)[1]}"
+        if changed
+        else f"no change: {' and '.join(slots) or 'no slot'} already point at the function"
+    )
+    for slot, other in sorted(refused.items()):
+        console.print(f"[yellow]refused:[/yellow] {slot} runs {other}; --force replaces it")
+    if refused:
+        sys.exit(1)
+
+
+@click.command()
+@_pool_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was detached as JSON.")
+@friendly_errors
+def detach(user_pool_id: str, function_name: str, region: str | None, as_json: bool) -> None:
+    """Empty the pool's trigger slots that name the function (or its alias), sending every
+    other setting and trigger back unchanged: the reverse of attach. Run it before deleting
+    a CloudFormation stack, or every sign-up fails once its function is gone."""
+    clients = _clients(region, user_pool_id)
+    target = _pool_target(clients, user_pool_id, function_name)
+    emptied = pool.detach(clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS)
+    if as_json:
+        click.echo(render.detach_json(target, emptied))
         return
     console.print(
-        f"{', '.join(changed)} → {function_name}"
-        if changed
-        else "no change: both triggers already point at the function"
+        f"detached {', '.join(emptied)} from {function_name}; every other setting unchanged"
+        if emptied
+        else f"no change: no trigger of pool {user_pool_id} names {function_name}"
     )
-
-
-def _reading(as_json: bool) -> contextlib.AbstractContextManager[Any]:
-    """A spinner while the plan is read; none when stdout carries JSON."""
-    return contextlib.nullcontext() if as_json else console.status("reading what exists…")
 
 
 def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str, as_json: bool) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from livekart_users import aws, doctor
 from livekart_users.cli import render
-from livekart_users.cli.common import console, errors, friendly_errors
+from livekart_users.cli.common import console, errors, explain, friendly_errors
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
 from livekart_users.exceptions import LivekartUsersError
@@ -73,6 +73,8 @@ def doctor_command(
     elif fix and any(r.status in (doctor.Status.FAIL, doctor.Status.WARN) for r in results):
         fixed, refused, results = _fix(target, clients, reads, probe, quiet=as_json)
     status = doctor.exit_status(results)
+    if refused:
+        status = max(status, 1)  # --fix could not carry out deploy's plan in full
     if as_json:
         where = {**doctor.describe_target(target), "local": stack is not None}
         click.echo(
@@ -121,13 +123,7 @@ def _cannot_run(exc: Exception, as_json: bool) -> NoReturn:
     """Exit status 2 and one line: doctor could not look, so it says nothing about the setup."""
     if click.get_current_context().find_root().params.get("debug"):
         raise exc
-    if isinstance(exc, NoCredentialsError):
-        message = "no AWS credentials found: configure a profile or set AWS_PROFILE"
-    elif isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        message = f"{error.get('Code', 'error')}: {error.get('Message', exc)}"
-    else:
-        message = str(exc)
+    message = explain(exc)
     if as_json:
         click.echo(render.doctor_error_json(message))
     errors.print(f"[red]error:[/red] {message}", highlight=False)

@@ -14,14 +14,41 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-
 if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
     from livekart_users.doctor import Result
     from livekart_users.logs import Invocation, Window
+
+# rich is imported when something is drawn, not with this module: `users get --json` and the
+# other JSON outputs never load it (≈ 40 ms of a command's start, see docs/performance.md).
+
+
+def _table(*args: Any, **kwargs: Any) -> Table:
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _text(*args: Any, **kwargs: Any) -> Text:
+    from rich.text import Text
+
+    return Text(*args, **kwargs)
+
+
+def _text_from_markup(markup: str) -> Text:
+    from rich.text import Text
+
+    return Text.from_markup(markup)
+
 
 RECORD_COLUMNS = (
     "user_id",
@@ -59,7 +86,7 @@ def wrapped(text: str, width: int, indent: str = "") -> list[str]:
 def print_lines(console: Console, lines: Iterable[str | Text]) -> None:
     """Print lines as they are: no markup read from data, no line broken by rich."""
     for line in lines:
-        console.print(line if isinstance(line, Text) else Text(line), soft_wrap=True)
+        console.print(_text(line) if isinstance(line, str) else line, soft_wrap=True)
 
 
 def to_json(value: Any) -> str:
@@ -89,7 +116,7 @@ def cell(value: Any) -> str:
 
 def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
     rows = list(records)
-    table = Table(title=title, show_lines=False)
+    table = _table(title=title, show_lines=False)
     columns = [c for c in RECORD_COLUMNS if c != "storeName" or any(c in r for r in rows)]
     for column in columns:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
@@ -99,7 +126,7 @@ def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
 
 
 def record_detail(record: Mapping[str, Any], title: str) -> Table:
-    table = Table(title=title, show_header=True)
+    table = _table(title=title, show_header=True)
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -108,18 +135,19 @@ def record_detail(record: Mapping[str, Any], title: str) -> Table:
 
 
 def print_status(console: Console, status: Any) -> None:
-    table = Table(title=f"local stack ({status.directory})")
+    table = _table(title=f"local stack ({status.directory})")
     table.add_column("service")
     table.add_column("state")
     table.add_column("endpoint")
     names = {
         "dynamodb": ("DynamoDB Local", "dynamodb"),
-        "cognito": ("cognito-local", "cognito-idp"),
+        "cognito": ("Cognito (a proxy: one write at a time)", "cognito-idp"),
+        "cognito-local": ("cognito-local (behind the proxy)", "cognito-local"),
         "endpoint": ("Lambda Invoke endpoint", "lambda"),
     }
     for service, (label, key) in names.items():
         state = "[green]running[/green]" if status.running.get(service) else "[red]stopped[/red]"
-        table.add_row(label, state, status.endpoints[key])
+        table.add_row(label, state, status.endpoints.get(key, "-"))
     console.print(table)
     if status.user_pool_id:
         console.print(
@@ -159,16 +187,32 @@ def print_exposed(
         )
 
 
-def attach_json(target: Any, changed: Sequence[str]) -> str:
-    """`attach --json`: which trigger slots now point at the function."""
+def attach_json(
+    target: Any, arn: str, changed: Sequence[str], refused: Mapping[str, str]
+) -> str:
+    """`attach --json`: which trigger slots now point at the function, which were refused."""
     return to_json(
         {
             "user_pool_id": target.user_pool_id,
             "region": target.region,
             "function": target.function,
-            "function_arn": target.function_arn,
+            "function_arn": arn,
             "changed": list(changed),
+            "refused": dict(refused),
             "outcome": "changed" if changed else "no change",
+        }
+    )
+
+
+def detach_json(target: Any, emptied: Sequence[str]) -> str:
+    """`detach --json`: which trigger slots no longer name the function."""
+    return to_json(
+        {
+            "user_pool_id": target.user_pool_id,
+            "region": target.region,
+            "function": target.function,
+            "detached": list(emptied),
+            "outcome": "detached" if emptied else "no change",
         }
     )
 
@@ -193,14 +237,14 @@ ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no cha
 
 def plan_table(plan: Any, title: str) -> Table:
     """A deploy or destroy plan: one row per step, with its reason."""
-    table = Table(title=escape(title))
+    table = _table(title=_escape(title))
     table.add_column("resource", overflow="fold")
     table.add_column("action")
     table.add_column("why", overflow="fold")
     for step in plan.steps:
         style = ACTION_STYLES.get(step.action, "")
         action = f"[{style}]{step.action}[/{style}]"
-        table.add_row(escape(step.resource), action, escape(step.reason))
+        table.add_row(_escape(step.resource), action, _escape(step.reason))
     return table
 
 
@@ -211,10 +255,12 @@ def print_plan(console: Console, plan: Any, title: str) -> None:
         console.print(table)
         return
     width = max((len(step.action) for step in plan.steps), default=0) + 2
-    lines: list[str | Text] = [Text(title, style="bold")]
+    lines: list[str | Text] = [_text(title, style="bold")]
     for step in plan.steps:
-        head = Text(f"{step.action:<{width}}", style=ACTION_STYLES.get(step.action, ""))
-        lines.append(head + Text(step.resource))
+        first, *rest = wrapped(step.resource, console.width - width)
+        head = _text(f"{step.action:<{width}}", style=ACTION_STYLES.get(step.action, ""))
+        lines.append(head + _text(first))
+        lines += [" " * width + line for line in rest]
         lines += wrapped(step.reason, console.width, " " * width)
     print_lines(console, lines)
 
@@ -271,7 +317,7 @@ def print_doctor(console: Console, results: Sequence[Result], heading: str) -> N
     The finding column wraps at spaces; when a word of it (an ARN) would not fit that column,
     each check is printed as lines instead, so no id is cut.
     """
-    mark_width = max((len(Text.from_markup(m)) for m in DOCTOR_MARKS.values()), default=0)
+    mark_width = max((len(_text_from_markup(m)) for m in DOCTOR_MARKS.values()), default=0)
     name_width = max((len(r.name) for r in results), default=0)
     room = console.width - mark_width - name_width - 4  # two gaps of two spaces
     texts = [r.finding + (f" fix: {r.fix}" if r.fix else "") for r in results]
@@ -287,14 +333,14 @@ def print_doctor(console: Console, results: Sequence[Result], heading: str) -> N
 
 
 def _doctor_table(results: Sequence[Result], heading: str) -> Table:
-    table = Table(
-        title=escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
+    table = _table(
+        title=_escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
     )
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True)
     table.add_column("finding", overflow="fold")
     for r in results:
-        finding = escape(r.finding) + (f"\n[bold]fix:[/bold] {escape(r.fix)}" if r.fix else "")
+        finding = _escape(r.finding) + (f"\n[bold]fix:[/bold] {_escape(r.fix)}" if r.fix else "")
         table.add_row(DOCTOR_MARKS[r.status], r.name, finding)
     return table
 
@@ -305,8 +351,8 @@ def _print_doctor_lines(
     indent = " " * (mark_width + 2)
     lines: list[str | Text] = [*wrapped(heading, console.width)]
     for r in results:
-        mark = Text.from_markup(DOCTOR_MARKS[r.status])
-        lines.append(mark + Text(" " * (mark_width - len(mark) + 2) + r.name))
+        mark = _text_from_markup(DOCTOR_MARKS[r.status])
+        lines.append(mark + _text(" " * (mark_width - len(mark) + 2) + r.name))
         lines += wrapped(r.finding, console.width, indent)
         if r.fix:
             lines += wrapped(f"fix: {r.fix}", console.width, indent)
@@ -367,17 +413,19 @@ def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str,
         lines: list[str | Text] = [*wrapped(title, console.width)]
         for action, resource, reason in rows:
             style = "yellow" if action == "refused" else ""
-            lines.append(Text(f"{action:<{action_width + 2}}", style=style) + Text(resource))
+            first, *rest = wrapped(resource, console.width - action_width - 2)
+            lines.append(_text(f"{action:<{action_width + 2}}", style=style) + _text(first))
+            lines += [" " * (action_width + 2) + line for line in rest]
             lines += wrapped(reason, console.width, " " * (action_width + 2))
         print_lines(console, lines)
         return
-    table = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
+    table = _table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
     table.add_column("action", no_wrap=True)
     table.add_column("resource", no_wrap=True)
     table.add_column("reason", overflow="fold")
     for action, resource, reason in rows:
         shown = "[yellow]refused[/yellow]" if action == "refused" else action
-        table.add_row(shown, escape(resource), escape(reason))
+        table.add_row(shown, _escape(resource), _escape(reason))
     console.print(table, highlight=False)
 
 
@@ -410,7 +458,7 @@ def data_cell(value: Any) -> str:
 
 def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
     """Users as rows of a table, with the same columns whatever the rows hold."""
-    table = Table(title=title)
+    table = _table(title=title)
     for column in USER_COLUMNS:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
     for row in rows:
@@ -422,7 +470,7 @@ def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> 
 
 def user_detail(record: Mapping[str, Any], title: str) -> Table:
     """Every attribute of one user's row."""
-    table = Table(title=title)
+    table = _table(title=title)
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -467,7 +515,7 @@ def print_users(console: Console, rows: Iterable[Mapping[str, Any]], chunk: int 
         if as_table:
             console.print(table)
         else:
-            lines = [Text(title, style="bold")] if title else []
+            lines = [_text(title, style="bold")] if title else []
             print_lines(console, lines + [ln for r in batch for ln in user_lines(r, console.width)])
         shown += len(batch)
         batch.clear()
@@ -557,9 +605,16 @@ def _outcome(report: Any, category: str) -> str:
             done += f", {report.changed_since_read} skipped: changed since read (next run)"
         return done
     if category == "orphan":
+        if report.orphans_erased or (report.erasure_policy and report.orphans_kept):
+            return (
+                f"erased {report.orphans_erased} ({report.erasure_policy}), "
+                f"kept {report.orphans_kept}"
+            )
         if report.orphans_deleted or report.orphans_kept:
             return f"deleted {report.orphans_deleted}, kept {report.orphans_kept}"
-        return "reported only (--delete-orphans to delete)"
+        return "reported only (--erase-orphans or --delete-orphans to act)"
+    if category == "marked deleted":
+        return "left alone: erased when their user was deleted"
     if category == "moved":
         return "reported only: app data is not moved"
     if category == "unconfirmed":
@@ -576,7 +631,7 @@ def reconcile_heading(report: Any) -> str:
 def reconcile_summary(report: Any) -> Table:
     """The counts of a reconcile (a `reconcile.Report`), and what was done about each."""
     # Untitled: a title is wrapped to its table's width, which would cut the pool id.
-    table = Table()
+    table = _table()
     table.add_column("category")
     table.add_column("count", justify="right")
     if report.applied:
@@ -594,7 +649,7 @@ def reconcile_examples(report: Any) -> Table | None:
     """Some users or rows of each category, by id; None when there are none."""
     if not report.examples:
         return None
-    table = Table(title="examples")
+    table = _table(title="examples")
     table.add_column("category")
     table.add_column("user_id", no_wrap=True)
     table.add_column("detail", overflow="fold")
@@ -605,14 +660,14 @@ def reconcile_examples(report: Any) -> Table | None:
 
 def print_reconcile(console: Console, report: Any) -> None:
     heading = wrapped(reconcile_heading(report), console.width)
-    print_lines(console, [Text(line, style="bold") for line in heading])
+    print_lines(console, [_text(line, style="bold") for line in heading])
     console.print(reconcile_summary(report))
     examples = reconcile_examples(report)
     if examples is not None and fits(console, examples):
         console.print(examples)
     elif examples is not None:
         width = max(len(e.category) for e in report.examples) + 2
-        lines: list[str | Text] = [Text("examples", style="bold")]
+        lines: list[str | Text] = [_text("examples", style="bold")]
         for example in report.examples:
             lines.append(f"{example.category:<{width}}{example.user_id}")
             if example.detail:
@@ -627,6 +682,24 @@ def print_reconcile(console: Console, report: Any) -> None:
     )
     if not report.applied and (report.to_create or report.to_refresh):
         console.print("Nothing was changed: run again with [bold]--apply[/bold] to heal the table.")
+
+
+_ROW_OUTCOMES: Mapping[str, str] = {
+    "anonymized": "personal fields removed, marked deleted, app data kept",
+    "deleted": "row deleted",
+    "marked_deleted": "marked deleted, kept as it was",
+    "already_erased": "already erased",
+    "no_row": "no row",
+}
+
+
+def deletion(done: Any) -> str:
+    """One line for `users delete` (an `erasure.Deletion`)."""
+    cognito = (
+        "deleted from Cognito" if done.cognito_user_deleted else "not in Cognito (already gone)"
+    )
+    row = _ROW_OUTCOMES.get(done.row, done.row)
+    return f"user {data_cell(done.user_id)}: {cognito}; row: {row} (policy {done.policy})"
 
 
 # --- logs --------------------------------------------------------------------------------
@@ -653,10 +726,10 @@ def log_cells(invocation: Invocation) -> list[str]:
     style = LOG_OUTCOME_STYLES.get(outcome, "yellow")
     return [
         invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
-        escape(invocation.trigger_source or "-"),
-        f"[{style}]{escape(outcome)}[/{style}]",
-        escape(invocation.user_id or "-"),
-        escape(invocation.error_code or "-"),
+        _escape(invocation.trigger_source or "-"),
+        f"[{style}]{_escape(outcome)}[/{style}]",
+        _escape(invocation.user_id or "-"),
+        _escape(invocation.error_code or "-"),
         _log_ms(invocation.duration_ms),
         _log_ms(invocation.init_duration_ms),
     ]
@@ -674,7 +747,7 @@ LOG_COLUMNS = (
 
 
 def logs_table(invocations: Iterable[Invocation], title: str | None) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = _table(title=title, title_justify="left")
     for column in LOG_COLUMNS:
         right = column in ("duration", "initDuration")
         table.add_column(column, justify="right" if right else "left", no_wrap=True)
@@ -691,7 +764,7 @@ def print_logs_window(
     since = window.since.strftime("%Y-%m-%d %H:%M:%S") + "Z"
     count = len(window.invocations)
     heading = (
-        f"{count} invocation{'' if count == 1 else 's'} since {since} in {escape(window.source)}"
+        f"{count} invocation{'' if count == 1 else 's'} since {since} in {_escape(window.source)}"
     )
     if as_json:
         for invocation in window.invocations:
@@ -709,9 +782,9 @@ def print_logs_window(
             for invocation in window.invocations:
                 print_log_invocation(console, invocation, as_json=False)
     else:
-        console.print(f"no invocations since {since} in {escape(window.source)}", highlight=False)
+        console.print(f"no invocations since {since} in {_escape(window.source)}", highlight=False)
     if window.cut_short:
-        notes.print(f"[yellow]window cut short:[/yellow] {escape(window.cut_short)}")
+        notes.print(f"[yellow]window cut short:[/yellow] {_escape(window.cut_short)}")
 
 
 LOG_WIDTHS = (20, 38, 14, 36, 22, 11, 11)
@@ -736,6 +809,6 @@ def print_log_invocation(console: Console, invocation: Invocation, *, as_json: b
         for index, (text, width) in enumerate(zip(plain, LOG_WIDTHS, strict=True))
     ]
     style = LOG_OUTCOME_STYLES.get(plain[2], "yellow")
-    cells = [escape(c) for c in cells]
+    cells = [_escape(c) for c in cells]
     cells[2] = f"[{style}]{cells[2]}[/{style}]"
     console.print(" ".join(cells), highlight=False, soft_wrap=True)

@@ -1,16 +1,29 @@
-"""The AWS clients deploy, destroy and doctor use, built once per run in one region."""
+"""The AWS clients deploy, destroy and doctor use: one region, one session (botocore loads
+each service model and the credentials once), each client built on first use (doctor on the
+local stack never needs IAM, STS, Logs or CloudWatch, and building a client costs its model)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import threading
+from typing import Any, ClassVar
 
 from livekart_users import aws
 
 
-@dataclass
 class Clients:
-    region: str
+    SERVICES: ClassVar[dict[str, str]] = {
+        "sts": "sts",
+        "iam": "iam",
+        "lambda_": "lambda",
+        "logs": "logs",
+        "cloudwatch": "cloudwatch",
+        "dynamodb": "dynamodb",
+        "cognito": "cognito-idp",
+        # The change handler's rule, dead-letter queue, and the trail it needs.
+        "events": "events",
+        "sqs": "sqs",
+        "cloudtrail": "cloudtrail",
+    }
     sts: Any
     iam: Any
     lambda_: Any
@@ -18,22 +31,29 @@ class Clients:
     cloudwatch: Any
     dynamodb: Any
     cognito: Any
+    events: Any
+    sqs: Any
+    cloudtrail: Any
+
+    def __init__(self, region: str, session: Any) -> None:
+        self.region = region
+        self._session = session
+        self._lock = threading.Lock()
 
     @classmethod
     def create(cls, region: str) -> Clients:
-        def make(service: str) -> Any:
-            return aws.client(service, region_name=region)
+        return cls(region, aws.current_session())
 
-        return cls(
-            region=region,
-            sts=make("sts"),
-            iam=make("iam"),
-            lambda_=make("lambda"),
-            logs=make("logs"),
-            cloudwatch=make("cloudwatch"),
-            dynamodb=make("dynamodb"),
-            cognito=make("cognito-idp"),
-        )
+    def __getattr__(self, name: str) -> Any:
+        service = type(self).SERVICES.get(name)
+        if service is None:
+            raise AttributeError(name)
+        with self._lock:  # doctor's checks ask from several threads at once
+            if name not in self.__dict__:
+                self.__dict__[name] = aws.client(
+                    service, region_name=self.region, session=self._session
+                )
+        return self.__dict__[name]
 
     def account(self) -> str:
         return str(self.sts.get_caller_identity()["Account"])

@@ -32,9 +32,20 @@ from livekart_users.deploy.models import DEFAULT_ARCHITECTURE
 from livekart_users.exceptions import LivekartUsersError
 
 ARCHITECTURES = ("arm64", "x86_64")
-# What `livekart_users.triggers` imports, and nothing else: deploy, local and the CLI stay out
+# What `livekart_users.triggers` and `livekart_users.changes` (the change handler, in the same
+# zip) import, and nothing else: deploy, local and the CLI stay out
 # (tests/test_trigger_imports.py guards the import side, tests/test_package.py the zip).
-TRIGGER_MODULES = ("__init__", "aws", "exceptions", "schema", "table", "triggers")
+TRIGGER_MODULES = (
+    "__init__",
+    "aws",
+    "changes",
+    "erasure",
+    "exceptions",
+    "pool_users",
+    "schema",
+    "table",
+    "triggers",
+)
 # aws-lambda-powertools and what it needs at run time, beside the SDK.
 DEPENDENCIES = ("aws-lambda-powertools", "typing-extensions")
 # The SDK and its dependencies: all of them or none, since a zip holding some (jmespath,

@@ -6,8 +6,11 @@ a `Ref` or an `Fn::Sub`. So there is one statement of least privilege, not two.
 
 What the template cannot do: attach the trigger to a pool the stack does not own
 (CloudFormation has no resource for one setting of an existing pool, and `UpdateUserPool`
-resets what it is not sent). That step is `livekart-users attach`, printed in the outputs.
-The table is created only when asked (it may already exist) and is retained on delete.
+resets what it is not sent). That step is `livekart-users attach`, printed in the outputs;
+its reverse, `livekart-users detach`, must run before the stack is deleted (deleting the
+function while the pool names it fails every sign-up). The table is created only when asked
+(it may already exist) and is retained on delete. Every resource carries the stack's name
+(`models.STACK_TAG`), so `destroy` never deletes what the stack owns.
 """
 
 from __future__ import annotations
@@ -16,38 +19,20 @@ import json
 import re
 from typing import Any
 
-from livekart_users import __version__
-from livekart_users.deploy import models
+from livekart_users import __version__, erasure
+from livekart_users.deploy import change_handler, models
 from livekart_users.deploy.package import ARCHITECTURES
 from livekart_users.table import DEFAULT_TABLE
 
-# CloudWatch Logs accepts only these retention periods.
-RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+RETENTION_DAYS = models.RETENTION_DAYS
+# Not deploy's (nor the original guide's) names: CloudFormation does not adopt a resource that
+# already exists under its name, so creating the stack in an account that followed the guide
+# or ran `deploy` would fail on `livekart-post-confirmation-trigger` already existing.
+DEFAULT_FUNCTION = "livekart-users-stack-trigger"
+DEFAULT_ROLE = "livekart-users-stack-trigger-role"
 CREATE_TABLE = "ShouldCreateTable"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
+DELETE_POLICY = "ErasureDeletesRows"
 _PLACEHOLDERS = models.Target(
     user_pool_id="${UserPoolId}",
     region="${AWS::Region}",
@@ -57,6 +42,7 @@ _PLACEHOLDERS = models.Target(
     role="${RoleName}",
     architecture="${Architecture}",
     alarm_topic_arn="${AlarmTopicArn}",
+    erasure_policy="anonymize",  # the role's DeleteItem is added by a condition instead
 )
 _WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 _NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -70,10 +56,21 @@ def attach_command() -> str:
     )
 
 
+def detach_command() -> str:
+    """The step before deleting the stack, with `Fn::Sub` placeholders."""
+    return (
+        "livekart-users detach --user-pool-id ${UserPoolId} --function-name ${FunctionName} "
+        "--region ${AWS::Region}"
+    )
+
+
 def build() -> dict[str, Any]:
     """The template as a dictionary."""
     target = _PLACEHOLDERS
-    tags = [{"Key": models.OWNER_TAG[0], "Value": models.OWNER_TAG[1]}]
+    tags = [
+        {"Key": models.OWNER_TAG[0], "Value": models.OWNER_TAG[1]},
+        {"Key": models.STACK_TAG, "Value": {"Ref": "AWS::StackName"}},
+    ]
     function = {
         **_cfn(models.function_settings(target)),
         "FunctionName": {"Ref": "FunctionName"},
@@ -97,12 +94,14 @@ def build() -> dict[str, Any]:
         "Description": (
             f"livekart-users {__version__}: the Cognito trigger that keeps a DynamoDB users "
             "table in step with a user pool. After the stack is created, attach it with the "
-            "AttachCommand output."
+            "AttachCommand output. Before deleting the stack, run the DetachCommand output: "
+            "deleting the function while the pool names it fails every sign-up."
         ),
         "Parameters": _parameters(),
         "Conditions": {
             CREATE_TABLE: {"Fn::Equals": [{"Ref": "CreateTable"}, "yes"]},
             HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
+            DELETE_POLICY: {"Fn::Equals": [{"Ref": "ErasurePolicy"}, "delete"]},
         },
         "Resources": {
             "UsersTable": {
@@ -113,6 +112,7 @@ def build() -> dict[str, Any]:
                 "UpdateReplacePolicy": "Retain",
                 "Properties": {
                     **_cfn(models.table_spec(target)),
+                    "Tags": tags,
                     "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
                 },
             },
@@ -131,7 +131,7 @@ def build() -> dict[str, Any]:
                 "Type": "AWS::IAM::Role",
                 "Properties": {
                     "RoleName": {"Ref": "RoleName"},
-                    "AssumeRolePolicyDocument": models.trust_policy(),
+                    "AssumeRolePolicyDocument": _cfn(models.trust_policy(target.account)),
                     "Policies": [
                         {
                             "PolicyName": models.POLICY_NAME,
@@ -151,7 +151,11 @@ def build() -> dict[str, Any]:
                 "Type": "AWS::Lambda::Permission",
                 "Properties": permission,
             },
-            "FailedWritesAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": alarm},
+            "FailedWritesAlarm": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {**alarm, "Tags": tags},
+            },
+            **_change_handler(target, tags),
         },
         "Outputs": {
             "AttachCommand": {
@@ -159,11 +163,113 @@ def build() -> dict[str, Any]:
                 "the pool, keeping every other pool setting",
                 "Value": {"Fn::Sub": attach_command()},
             },
+            "DetachCommand": {
+                "Description": "Run this BEFORE deleting the stack: it empties the pool's "
+                "trigger slots that name the function, keeping every other pool setting",
+                "Value": {"Fn::Sub": detach_command()},
+            },
             "FunctionArn": {"Value": {"Fn::GetAtt": ["Function", "Arn"]}},
             "RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}},
             "TableName": {"Value": {"Ref": "TableName"}},
             "LogGroupName": {"Value": {"Ref": "LogGroup"}},
         },
+    }
+
+
+def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
+    """The change handler's resources (see deploy.change_handler), from the same models.
+
+    It needs a CloudTrail trail logging management write events in the region; the stack
+    cannot check that: `livekart-users doctor` does.
+    """
+    names = change_handler.Names(target)
+    policy = _cfn(change_handler.role_policy(target))
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "WriteUserRecords":
+            statement["Action"].append(
+                {"Fn::If": [DELETE_POLICY, "dynamodb:DeleteItem", _NO_VALUE]}
+            )
+    settings = _cfn(change_handler.function_settings(target))
+    settings["Environment"]["Variables"][erasure.ENVIRONMENT_VARIABLE] = {
+        "Ref": "ErasurePolicy"
+    }
+    settings["Environment"]["Variables"]["USERS_TABLE"] = {
+        "Fn::If": [CREATE_TABLE, {"Ref": "UsersTable"}, {"Ref": "TableName"}]
+    }
+    settings["Role"] = {"Fn::GetAtt": ["ChangeRole", "Arn"]}
+    settings["Architectures"] = [{"Ref": "Architecture"}]
+    settings["DeadLetterConfig"] = {"TargetArn": {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}}
+    rule_target = _cfn(change_handler.rule_target(target))
+    rule_target["Arn"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
+    rule_target["DeadLetterConfig"] = {"Arn": {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}}
+    permission = _cfn(change_handler.invoke_permission(target))
+    del permission["StatementId"]
+    permission["FunctionName"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
+    permission["SourceArn"] = {"Fn::GetAtt": ["ChangeRule", "Arn"]}
+    queue_policy = _cfn(change_handler.queue_policy(target))
+    queue_policy["Statement"][0]["Resource"] = {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}
+    queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = {
+        "Fn::GetAtt": ["ChangeRule", "Arn"]
+    }
+    return {
+        "ChangeDeadLetters": {
+            "Type": "AWS::SQS::Queue",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "QueueName": _cfn(names.queue),
+                "MessageRetentionPeriod": change_handler.QUEUE_RETENTION_SECONDS,
+                "Tags": tags,
+            },
+        },
+        "ChangeDeadLettersPolicy": {
+            "Type": "AWS::SQS::QueuePolicy",
+            "Properties": {
+                "Queues": [{"Ref": "ChangeDeadLetters"}],
+                "PolicyDocument": queue_policy,
+            },
+        },
+        "ChangeLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "LogGroupName": _cfn(names.log_group),
+                "RetentionInDays": {"Ref": "LogRetentionDays"},
+                "Tags": tags,
+            },
+        },
+        "ChangeRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": _cfn(names.role),
+                "AssumeRolePolicyDocument": models.trust_policy(),
+                "Policies": [{"PolicyName": change_handler.POLICY_NAME, "PolicyDocument": policy}],
+                "Tags": tags,
+            },
+        },
+        "ChangeFunction": {
+            "Type": "AWS::Lambda::Function",
+            "DependsOn": ["ChangeLogGroup"],
+            "Properties": {
+                **settings,
+                "FunctionName": _cfn(names.function),
+                "Description": "livekart-users: pool changes (CloudTrail via EventBridge) -> table",
+                "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
+                "Tags": tags,
+            },
+        },
+        "ChangeRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": _cfn(names.rule),
+                "Description": "livekart-users: user changes in the pool",
+                "EventPattern": _cfn(change_handler.event_pattern(target)),
+                "State": "ENABLED",
+                "Targets": [rule_target],
+            },
+        },
+        "ChangeInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": permission},
     }
 
 
@@ -199,8 +305,8 @@ def _parameters() -> dict[str, Any]:
             "Default": DEFAULT_TABLE,
             "AllowedPattern": r"[a-zA-Z0-9_.-]{3,255}",
         },
-        "FunctionName": {"Type": "String", "Default": models.DEFAULT_FUNCTION},
-        "RoleName": {"Type": "String", "Default": models.DEFAULT_ROLE},
+        "FunctionName": {"Type": "String", "Default": DEFAULT_FUNCTION},
+        "RoleName": {"Type": "String", "Default": DEFAULT_ROLE},
         "Architecture": {
             "Type": "String",
             "Default": models.DEFAULT_ARCHITECTURE,
@@ -215,6 +321,13 @@ def _parameters() -> dict[str, Any]:
             "Type": "String",
             "Description": "SNS topic the failed-writes alarm notifies (empty: none)",
             "Default": "",
+        },
+        "ErasurePolicy": {
+            "Type": "String",
+            "Description": "What the change handler does to a deleted user's row: anonymize "
+            "(personal fields removed, app data kept), delete, or keep",
+            "Default": "anonymize",
+            "AllowedValues": ["anonymize", "delete", "keep"],
         },
     }
 
