@@ -93,6 +93,16 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     "--architecture", type=click.Choice(["arm64", "x86_64"]), default="arm64", show_default=True
 )
 @click.option(
+    "--memory",
+    "memory_mb",
+    type=click.IntRange(*models.MEMORY_RANGE),
+    default=models.MEMORY_MB,
+    show_default=True,
+    metavar="MB",
+    help="The function's memory; Lambda's CPU, and so the cold start, scale with it "
+    "(docs/deploy.md).",
+)
+@click.option(
     "--log-retention-days",
     # Only the periods CloudWatch Logs accepts: anything else would fail mid-deploy.
     type=click.Choice([str(d) for d in models.RETENTION_DAYS]),

@@ -30,7 +30,7 @@ from typing import Any
 from livekart_users import aws, changes, erasure
 from livekart_users.deploy import models
 from livekart_users.deploy.clients import Clients
-from livekart_users.deploy.models import OWNER_TAG, Target
+from livekart_users.deploy.models import OWNER_TAG, STACK_TAG, Target
 from livekart_users.deploy.planner import CREATE, DELETE, NO_CHANGE, UPDATE, Call, Step
 
 HANDLER = "livekart_users.changes.handler"
@@ -433,7 +433,10 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
     names = Names(target)
     name = f"function {names.function}"
     wanted = function_settings(target)
-    wait = Call("lambda_", "wait_function", {"FunctionName": names.function})
+    # After CreateFunction the function is Pending until Active; after an update, its
+    # LastUpdateStatus is InProgress until Successful (Lambda's function_*_v2 waiters).
+    active = Call("lambda_", "wait_function_active", {"FunctionName": names.function})
+    wait = Call("lambda_", "wait_function_updated", {"FunctionName": names.function})
     found = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=names.function))
     if found is None:
         create = {
@@ -450,7 +453,7 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
                 CREATE,
                 f"{HANDLER}, {TIMEOUT_SECONDS} s, erasure policy "
                 f"{erasure.parse_policy(target.erasure_policy)}",
-                (Call("lambda_", "create_function", create), wait),
+                (Call("lambda_", "create_function", create), active),
             )
         ]
     config = found["Configuration"]
@@ -589,13 +592,13 @@ def destroy_steps(target: Target, clients: Clients, *, delete_logs: bool = False
         calls.append(Call("events", "delete_rule", {"Name": names.rule}))
         steps.append(Step(f"EventBridge rule {names.rule}", DELETE, "ours", tuple(calls)))
     function = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=names.function))
-    if function is not None and (function.get("Tags") or {}).get(OWNER_TAG[0]) == OWNER_TAG[1]:
+    if function is not None and _removable(function.get("Tags")):
         delete = Call("lambda_", "delete_function", {"FunctionName": names.function})
         steps.append(Step(f"function {names.function}", DELETE, "ours", (delete,)))
     role = aws.unless_missing(lambda: clients.iam.get_role(RoleName=names.role))
     if role is not None:
         tags = {t["Key"]: t["Value"] for t in role["Role"].get("Tags", [])}
-        if tags.get(OWNER_TAG[0]) == OWNER_TAG[1]:
+        if _removable(tags):
             calls = [
                 Call("iam", "delete_role_policy", {"RoleName": names.role, "PolicyName": p})
                 for p in clients.iam.list_role_policies(RoleName=names.role)["PolicyNames"]
@@ -605,7 +608,7 @@ def destroy_steps(target: Target, clients: Clients, *, delete_logs: bool = False
     url = _queue_url(clients, names.queue)
     if url is not None:
         tags = clients.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
-        if tags.get(OWNER_TAG[0]) == OWNER_TAG[1]:
+        if _removable(tags):
             steps.append(
                 Step(
                     f"dead-letter queue {names.queue}",
@@ -627,6 +630,13 @@ def destroy_steps(target: Target, clients: Clients, *, delete_logs: bool = False
             else Step(f"log group {names.log_group}", NO_CHANGE, "kept: expires by its retention")
         )
     return steps
+
+
+def _removable(tags: Mapping[str, str] | None) -> bool:
+    """Ours, and not a CloudFormation stack's (delete the stack to remove those)."""
+    tags = tags or {}
+    stack = tags.get("aws:cloudformation:stack-name") or tags.get(STACK_TAG)
+    return tags.get(OWNER_TAG[0]) == OWNER_TAG[1] and not stack
 
 
 def _rule_is_ours(clients: Clients, rule: Mapping[str, Any]) -> bool:

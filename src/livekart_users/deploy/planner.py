@@ -676,7 +676,7 @@ def _function_steps(
             name,
             CREATE,
             f"{models.RUNTIME}, {target.architecture}, "
-            f"{models.TIMEOUT_SECONDS} s, {models.MEMORY_MB} MB, {len(code):,} byte zip",
+            f"{models.TIMEOUT_SECONDS} s, {target.memory_mb} MB, {len(code):,} byte zip",
             (
                 Call(
                     "lambda_",

@@ -77,6 +77,7 @@ def build() -> dict[str, Any]:
         "Description": "livekart-users: Cognito -> DynamoDB users table",
         "Role": {"Fn::GetAtt": ["Role", "Arn"]},
         "Architectures": [{"Ref": "Architecture"}],
+        "MemorySize": {"Ref": "MemorySize"},
         "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
         "Tags": tags,
     }
@@ -311,6 +312,14 @@ def _parameters() -> dict[str, Any]:
             "Type": "String",
             "Default": models.DEFAULT_ARCHITECTURE,
             "AllowedValues": list(ARCHITECTURES),
+        },
+        "MemorySize": {
+            "Type": "Number",
+            "Description": "MB; Lambda's CPU grows with it. The default is what a cold sign-up "
+            "needs to start within 1 s (docs/deploy.md, docs/performance.md)",
+            "Default": models.MEMORY_MB,
+            "MinValue": models.MEMORY_RANGE[0],
+            "MaxValue": models.MEMORY_RANGE[1],
         },
         "LogRetentionDays": {
             "Type": "Number",
