@@ -68,8 +68,9 @@ DEPENDENCIES = ("aws-lambda-powertools", "typing-extensions")
 # urllib3) beside the runtime's boto3 could shadow what that boto3 was released with.
 SDK = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
 # The services whose models the handlers load: botocore ships ≈ 400 (most of its 28 MB); the
-# trigger calls DynamoDB alone, the change handler DynamoDB and Cognito. The top-level files of botocore/data (endpoints,
-# partitions, retry and default configuration) are kept: every client reads them.
+# trigger calls DynamoDB alone, the change handler DynamoDB and Cognito. The top-level files
+# of botocore/data (endpoints, partitions, retry and default configuration) are kept: every
+# client reads them.
 SDK_SERVICES = ("dynamodb", "cognito-idp")
 _SERVICE_DATA = ("botocore/data/", "boto3/data/")
 # The Lambda runtime's Python, whose bytecode the zip carries.

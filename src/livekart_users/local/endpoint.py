@@ -332,19 +332,10 @@ def warm_up() -> None:
     Without it, a burst of sign-ups just after `up` had every worker build its own clients
     at once, under one GIL, inside the function's timeout (16 at once: 3 timed out).
     """
-    import os
-
-    from livekart_users import aws, triggers
-    from livekart_users.table import DEFAULT_TABLE
-
     _cognito()
-    # The handler's own client, built with the arguments its first invocation will use, so
-    # that every invocation finds it in the handler's cache.
-    triggers._users_table(
-        os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
-        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
-        aws.region(),
-    )
+    # The handler's init builds its own client from this process's environment, as Lambda's
+    # init would, so that every invocation finds it built.
+    import livekart_users.triggers  # noqa: F401
 
 
 if __name__ == "__main__":
