@@ -36,6 +36,8 @@ for variable in (
     "AWS_ENDPOINT_URL",
     "USERS_EXTRA_FIELDS",
     "POWERTOOLS_LOG_LEVEL",
+    "COLUMNS",  # rich reads it once when a console is made: tests set it per command
+    "LINES",
 ):
     os.environ.pop(variable, None)
 

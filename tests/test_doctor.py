@@ -833,7 +833,10 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
 
 def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> None:
     set_function(clients, target, Runtime="nodejs18.x")
-    outcome = CliRunner().invoke(main, ["doctor", "--user-pool-id", target.user_pool_id])
+    # A wide CI log (COLUMNS=160): each check and its finding on one line.
+    outcome = CliRunner().invoke(
+        main, ["doctor", "--user-pool-id", target.user_pool_id], env={"COLUMNS": "160"}
+    )
     assert outcome.exit_code == 1
     lines = [line.rstrip() for line in outcome.output.splitlines()]
     at = next(i for i, line in enumerate(lines) if "function.runtime" in line)
@@ -850,7 +853,10 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
 
 
 def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guide: Target) -> None:
-    fixed = CliRunner().invoke(main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"])
+    # Wide enough for a table row per step: moto's pool ids (43 characters) make long ARNs.
+    fixed = CliRunner().invoke(
+        main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"], env={"COLUMNS": "250"}
+    )
     assert fixed.exit_code == 0, fixed.output
     assert "--fix: 25 change(s), through deploy's plan" in fixed.output
     lines = [" ".join(line.split()) for line in fixed.output.splitlines()]

@@ -106,8 +106,11 @@ def a_request() -> str:
     return str(uuid.uuid4())
 
 
-def run(*args: str) -> Any:
-    return CliRunner().invoke(main, ["logs", "--function-name", FUNCTION, *args])
+def run(*args: str, columns: int = 200) -> Any:
+    """`logs` with output as wide as a wide terminal's (the table then fits)."""
+    return CliRunner().invoke(
+        main, ["logs", "--function-name", FUNCTION, *args], env={"COLUMNS": str(columns)}
+    )
 
 
 def json_lines(output: str) -> list[dict[str, Any]]:
@@ -139,6 +142,16 @@ def three_invocations(
     # show that as faithfully as a success).
     logged = [json.loads(lines[0])["outcome"] for lines in (sign_up, sign_in, replay)]
     return {"sub": sub, "first": first, "second": second, "third": third, "logged": logged}
+
+
+def test_logs_at_80_columns_are_one_whole_line_per_invocation(
+    three_invocations: dict[str, Any],
+) -> None:
+    outcome = run(columns=80)
+    assert outcome.exit_code == 0, outcome.output
+    rows = [line for line in outcome.output.splitlines() if "Post" in line]
+    assert len(rows) == 3 and all(three_invocations["sub"] in row for row in rows)
+    assert "…" not in outcome.output  # a squeezed table would cut the ids short
 
 
 def test_logs_shows_each_invocation_with_its_outcome_and_lambdas_durations(

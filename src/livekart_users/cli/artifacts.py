@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from livekart_users.cli import render
 from livekart_users.cli.common import console, friendly_errors, write_output
 
 DEFAULT_ZIP = Path("build") / "livekart-users-trigger.zip"
@@ -33,13 +34,17 @@ DEFAULT_ZIP = Path("build") / "livekart-users-trigger.zip"
     show_default=True,
     help="Carry the pinned boto3/botocore, or rely on the Lambda runtime's.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print where the zip is and its digests.")
 @friendly_errors
-def package(output: Path, architecture: str, bundle_sdk: bool) -> None:
+def package(output: Path, architecture: str, bundle_sdk: bool, as_json: bool) -> None:
     """Build the Lambda zip reproducibly and print its size and SHA-256."""
     from livekart_users.deploy.package import build_zip
 
     built = build_zip(architecture, bundle_sdk)
     write_output(output, built.data, "the zip")
+    if as_json:
+        click.echo(render.package_json(output, built, architecture, bundle_sdk))
+        return
     console.print(f"wrote {output} ({built.size:,} bytes, {built.size / 2**20:.1f} MiB)")
     console.print(f"sha256      {built.sha256}")
     console.print(f"CodeSha256  {built.code_sha256}")

@@ -42,12 +42,16 @@ class _LazyConsole:
             from rich.console import Console
 
             self._console = Console(**self._options)
+            # rich fixes COLUMNS when a console is made; read it (or the terminal) at each
+            # print instead, as a console made at import would (tests change it per command).
+            self._console._width = None
         return getattr(self._console, name)
 
 
-# Records are wide: when output is not a terminal (make, CI logs), do not fold them to 80 columns.
-console = cast("Console", _LazyConsole(width=None if sys.stdout.isatty() else 160))
-errors = cast("Console", _LazyConsole(stderr=True, width=None if sys.stderr.isatty() else 160))
+# Width: COLUMNS when set (also when output is piped), else the terminal's, else 80. What
+# does not fit is laid out in lines rather than folded (see render.py).
+console = cast("Console", _LazyConsole())
+errors = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))  # an error is one line
 F = TypeVar("F", bound=Callable[..., Any])
 
 

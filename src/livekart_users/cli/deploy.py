@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -51,6 +52,17 @@ def target_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def json_option(command: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the plan and what was done as JSON."
+    )(command)
+
+
+def _reading(as_json: bool) -> contextlib.AbstractContextManager[Any]:
+    """A spinner while the plan is read; none when stdout carries JSON."""
+    return contextlib.nullcontext() if as_json else console.status("reading what exists…")
 
 
 def _target(
@@ -118,9 +130,15 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
 )
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@json_option
 @friendly_errors
 def deploy(
-    user_pool_id: str, region: str | None, force: bool, dry_run: bool, **options: Any
+    user_pool_id: str,
+    region: str | None,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Deploy the trigger onto an existing user pool: table, role, function, permission,
     alarm and the pool's Post Confirmation / Post Authentication triggers; and the change
@@ -134,9 +152,13 @@ def deploy(
     any time: a second deploy plans no changes."""
     clients = _clients(region, user_pool_id)
     target = _target(clients, user_pool_id, **options)
-    with console.status("reading what exists…"):
+    with _reading(as_json):
         plan = planner.plan_deploy(target, clients, force=force)
-    _run(plan, clients, dry_run, "deploy")
+    _run(plan, clients, dry_run, "deploy", as_json)
+    if as_json:  # warnings and refusals are in the JSON's steps and refused
+        if plan.refused:
+            sys.exit(1)
+        return
     for step in plan.steps:
         if step.reason.startswith("WARNING: "):
             console.print(
@@ -162,6 +184,7 @@ def deploy(
 )
 @click.option("--delete-logs", is_flag=True, help="Also delete the function's log group.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@json_option
 @friendly_errors
 def destroy(
     user_pool_id: str,
@@ -169,6 +192,7 @@ def destroy(
     delete_table: bool,
     delete_logs: bool,
     dry_run: bool,
+    as_json: bool,
     **options: Any,
 ) -> None:
     """Undo deploy: detach our triggers (every other setting and trigger stays) and remove the
@@ -181,14 +205,15 @@ def destroy(
             f"This deletes every user record in {target.table}. Type the table name to confirm",
             default="",
             show_default=False,
+            err=as_json,  # stdout carries only the JSON
         )
         if typed != target.table:
             raise click.ClickException("the name did not match: nothing was changed")
-    with console.status("reading what exists…"):
+    with _reading(as_json):
         plan = planner.plan_destroy(
             target, clients, delete_table=delete_table, delete_logs=delete_logs
         )
-    _run(plan, clients, dry_run, "destroy")
+    _run(plan, clients, dry_run, "destroy", as_json)
 
 
 def _pool_options(command: F) -> F:
@@ -224,9 +249,15 @@ def _pool_target(clients: Clients, user_pool_id: str, function_name: str) -> Tar
     is_flag=True,
     help="Attach a function that livekart-users does not manage (no managed-by tag).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print what was attached as JSON.")
 @friendly_errors
 def attach(
-    user_pool_id: str, function_name: str, region: str | None, force: bool, allow_unmanaged: bool
+    user_pool_id: str,
+    function_name: str,
+    region: str | None,
+    force: bool,
+    allow_unmanaged: bool,
+    as_json: bool,
 ) -> None:
     """Point the pool's Post Confirmation and Post Authentication triggers at the function
     (its alias `live` when it has one), sending every other pool setting back unchanged: the
@@ -243,6 +274,9 @@ def attach(
     changed = pool.attach(
         clients.cognito, user_pool_id, arn, slots, force=force, owner_arn=target.function_arn
     )
+    if as_json:
+        click.echo(render.attach_json(target, arn, changed, refused))
+        sys.exit(1 if refused else 0)
     console.print(
         f"{', '.join(changed)} → {arn.split(':function:', 1)[1]}"
         if changed
@@ -256,14 +290,18 @@ def attach(
 
 @click.command()
 @_pool_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was detached as JSON.")
 @friendly_errors
-def detach(user_pool_id: str, function_name: str, region: str | None) -> None:
+def detach(user_pool_id: str, function_name: str, region: str | None, as_json: bool) -> None:
     """Empty the pool's trigger slots that name the function (or its alias), sending every
     other setting and trigger back unchanged: the reverse of attach. Run it before deleting
     a CloudFormation stack, or every sign-up fails once its function is gone."""
     clients = _clients(region, user_pool_id)
     target = _pool_target(clients, user_pool_id, function_name)
     emptied = pool.detach(clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS)
+    if as_json:
+        click.echo(render.detach_json(target, emptied))
+        return
     console.print(
         f"detached {', '.join(emptied)} from {function_name}; every other setting unchanged"
         if emptied
@@ -271,12 +309,12 @@ def detach(user_pool_id: str, function_name: str, region: str | None) -> None:
     )
 
 
-def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None:
-    console.print(
-        render.plan_table(
-            plan, title=f"{verb} plan ({plan.target.region}, account {plan.target.account})"
-        )
-    )
+def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str, as_json: bool) -> None:
+    if as_json:
+        _run_quietly(plan, clients, dry_run, verb)
+        return
+    title = f"{verb} plan ({plan.target.region}, account {plan.target.account})"
+    render.print_plan(console, plan, title)
     if not plan.changes:
         console.print("no changes")
         return
@@ -289,3 +327,18 @@ def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None
         report=lambda step: console.print(f"[green]✓[/green] {step.action} {step.resource}"),
     )
     console.print(f"{verb}: {len(plan.changes)} change(s) made")
+
+
+def _run_quietly(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None:
+    """`_run` for scripts: one JSON object on stdout, also when a step fails (then exit 1)."""
+    if dry_run or not plan.changes:
+        click.echo(render.plan_json(plan, command=verb, dry_run=dry_run))
+        return
+    done: list[planner.Step] = []
+    try:
+        executor.apply(plan, clients, report=done.append)
+    except Exception as exc:
+        error = str(exc)
+        click.echo(render.plan_json(plan, command=verb, dry_run=False, applied=done, error=error))
+        raise
+    click.echo(render.plan_json(plan, command=verb, dry_run=False, applied=done))

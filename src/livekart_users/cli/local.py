@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 
 from livekart_users.cli import render
-from livekart_users.cli.common import F, console, friendly_errors
+from livekart_users.cli.common import F, console, errors, friendly_errors
 
 
 @click.group()
@@ -96,19 +96,27 @@ def _shell_option(command: F) -> F:
     "[env USERS_EXTRA_FIELDS]",
 )
 @_shell_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was started, and where, as JSON.")
 @friendly_errors
-def local_up(shell: str | None, **options: Any) -> None:
+def local_up(shell: str | None, as_json: bool, **options: Any) -> None:
     """Start the emulators and create the pool, app client and table (idempotent).
 
     The first time, the pinned emulators are installed into a per-user cache (npm ci).
     """
-    from livekart_users.local import shells
+    from livekart_users.local import loopback, shells
 
     stack = _stack(**options)
-    status = _start(stack)
+    # With --json, stdout carries only the JSON: what up says goes to stderr.
+    status = stack.up(say=errors.print) if as_json else _start(stack)
+    listening = loopback.listening(status.endpoints)
+    exposed = loopback.exposed(listening)
+    if as_json:
+        click.echo(render.local_up_json(status, listening, exposed))
+        return
     started = ", ".join(status.started) or "nothing (all were running)"
     console.print(f"started: {started}")
     render.print_status(console, status)
+    render.print_exposed(errors, exposed, status.endpoints)
     dir_flag = _dir_flag(options.get("directory"))
     hint = shells.load_hint(shell or shells.detect(), f"livekart-users local env{dir_flag}")
     console.print(

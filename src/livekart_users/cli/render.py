@@ -1,15 +1,23 @@
-"""Turning the library's data into what a person reads (rich) or a script reads (JSON)."""
+"""Turning the library's data into what a person reads (rich) or a script reads (JSON).
+
+Tables are drawn only when they fit the console's width (COLUMNS, else the terminal, else 80):
+a table squeezed narrower folds its cells, and would cut ids (user ids, pool ids, ARNs) across
+lines. What does not fit is printed as indented lines instead, broken at spaces only, so an
+id is always whole on one line, whatever the width.
+"""
 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.table import Table
+    from rich.text import Text
 
     from livekart_users.doctor import Result
     from livekart_users.logs import Invocation, Window
@@ -30,6 +38,18 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _text(*args: Any, **kwargs: Any) -> Text:
+    from rich.text import Text
+
+    return Text(*args, **kwargs)
+
+
+def _text_from_markup(markup: str) -> Text:
+    from rich.text import Text
+
+    return Text.from_markup(markup)
+
+
 RECORD_COLUMNS = (
     "user_id",
     "email",
@@ -40,6 +60,33 @@ RECORD_COLUMNS = (
     "storeName",
     "lastLoginAt",
 )
+
+
+def fits(console: Console, renderable: RenderableType) -> bool:
+    """`renderable` fits the console's width without folding any cell."""
+    unbounded = console.options.update_width(1 << 16)  # measure() clamps to the width given
+    return console.measure(renderable, options=unbounded).maximum <= console.width
+
+
+def wrapped(text: str, width: int, indent: str = "") -> list[str]:
+    """`text` in lines of at most `width`, broken at spaces only: no word (id) is ever cut.
+
+    A word longer than the width gets a line of its own, and the terminal wraps it on screen.
+    """
+    return textwrap.wrap(
+        text,
+        width=max(width, len(indent) + 20),
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent]
+
+
+def print_lines(console: Console, lines: Iterable[str | Text]) -> None:
+    """Print lines as they are: no markup read from data, no line broken by rich."""
+    for line in lines:
+        console.print(_text(line) if isinstance(line, str) else line, soft_wrap=True)
 
 
 def to_json(value: Any) -> str:
@@ -109,19 +156,149 @@ def print_status(console: Console, status: Any) -> None:
         )
 
 
+def local_up_json(
+    status: Any, listening: Mapping[str, Sequence[str]], exposed: Mapping[str, Sequence[str]]
+) -> str:
+    """`local up --json`: the stack's status, and the addresses each service listens on."""
+    return to_json(
+        {
+            **vars(status),
+            "all_running": status.all_running,
+            "listening": dict(listening),
+            "exposed": dict(exposed),
+        }
+    )
+
+
+def print_exposed(
+    console: Console, exposed: Mapping[str, Sequence[str]], endpoints: Mapping[str, str]
+) -> None:
+    """One line per service that other machines can reach, and what the user can do."""
+    from urllib.parse import urlsplit
+
+    for service, addresses in exposed.items():
+        port = urlsplit(endpoints[service]).port
+        console.print(
+            f"[yellow]warning:[/yellow] {service} listens on {', '.join(addresses)} port {port}, "
+            f"which other machines can reach (it could not be kept to 127.0.0.1): block inbound "
+            f"TCP port {port} in your firewall, or stop the stack on networks you do not trust",
+            highlight=False,
+            soft_wrap=True,  # one line, whatever the width
+        )
+
+
+def attach_json(
+    target: Any, arn: str, changed: Sequence[str], refused: Mapping[str, str]
+) -> str:
+    """`attach --json`: which trigger slots now point at the function, which were refused."""
+    return to_json(
+        {
+            "user_pool_id": target.user_pool_id,
+            "region": target.region,
+            "function": target.function,
+            "function_arn": arn,
+            "changed": list(changed),
+            "refused": dict(refused),
+            "outcome": "changed" if changed else "no change",
+        }
+    )
+
+
+def detach_json(target: Any, emptied: Sequence[str]) -> str:
+    """`detach --json`: which trigger slots no longer name the function."""
+    return to_json(
+        {
+            "user_pool_id": target.user_pool_id,
+            "region": target.region,
+            "function": target.function,
+            "detached": list(emptied),
+            "outcome": "detached" if emptied else "no change",
+        }
+    )
+
+
+def package_json(output: Any, built: Any, architecture: str, bundle_sdk: bool) -> str:
+    """`package --json`: where the zip is and what identifies it."""
+    return to_json(
+        {
+            "output": str(output),
+            "size": built.size,
+            "sha256": built.sha256,
+            "code_sha256": built.code_sha256,
+            "architecture": architecture,
+            "bundle_sdk": bundle_sdk,
+            "distributions": dict(built.distributions),
+        }
+    )
+
+
 ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "red", "no change": "dim"}
 
 
 def plan_table(plan: Any, title: str) -> Table:
     """A deploy or destroy plan: one row per step, with its reason."""
-    table = _table(title=title)
+    table = _table(title=_escape(title))
     table.add_column("resource", overflow="fold")
     table.add_column("action")
     table.add_column("why", overflow="fold")
     for step in plan.steps:
         style = ACTION_STYLES.get(step.action, "")
-        table.add_row(step.resource, f"[{style}]{step.action}[/{style}]", step.reason)
+        action = f"[{style}]{step.action}[/{style}]"
+        table.add_row(_escape(step.resource), action, _escape(step.reason))
     return table
+
+
+def print_plan(console: Console, plan: Any, title: str) -> None:
+    """The plan as a table when it fits; else each step as its action, resource and reason."""
+    table = plan_table(plan, title)
+    if fits(console, table):
+        console.print(table)
+        return
+    width = max((len(step.action) for step in plan.steps), default=0) + 2
+    lines: list[str | Text] = [_text(title, style="bold")]
+    for step in plan.steps:
+        first, *rest = wrapped(step.resource, console.width - width)
+        head = _text(f"{step.action:<{width}}", style=ACTION_STYLES.get(step.action, ""))
+        lines.append(head + _text(first))
+        lines += [" " * width + line for line in rest]
+        lines += wrapped(step.reason, console.width, " " * width)
+    print_lines(console, lines)
+
+
+def plan_json(
+    plan: Any,
+    *,
+    command: str,
+    dry_run: bool,
+    applied: Sequence[Any] = (),
+    error: str | None = None,
+) -> str:
+    """deploy's or destroy's plan and what was done, for scripts: stable keys, one object."""
+
+    def step(s: Any) -> dict[str, str]:
+        return {"resource": s.resource, "action": s.action, "reason": s.reason}
+
+    if error is not None:
+        outcome = "failed"
+    elif not plan.changes:
+        outcome = "no changes"
+    else:
+        outcome = "planned" if dry_run else "applied"
+    return to_json(
+        {
+            "command": command,
+            "dry_run": dry_run,
+            "outcome": outcome,
+            "error": error,
+            "user_pool_id": plan.target.user_pool_id,
+            "region": plan.target.region,
+            "account": plan.target.account,
+            "steps": [step(s) for s in plan.steps],
+            "changes": len(plan.changes),
+            "applied": [step(s) for s in applied],
+            "refused": dict(plan.refused),
+        }
+    )
 
 
 # --- doctor ------------------------------------------------------------------------------
@@ -135,7 +312,27 @@ DOCTOR_MARKS = {
 
 
 def print_doctor(console: Console, results: Sequence[Result], heading: str) -> None:
-    """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal."""
+    """One row per check, its fix beneath the finding: as readable in a CI log as in a terminal.
+
+    The finding column wraps at spaces; when a word of it (an ARN) would not fit that column,
+    each check is printed as lines instead, so no id is cut.
+    """
+    mark_width = max((len(_text_from_markup(m)) for m in DOCTOR_MARKS.values()), default=0)
+    name_width = max((len(r.name) for r in results), default=0)
+    room = console.width - mark_width - name_width - 4  # two gaps of two spaces
+    texts = [r.finding + (f" fix: {r.fix}" if r.fix else "") for r in results]
+    if max((len(word) for text in texts for word in text.split()), default=0) > room:
+        _print_doctor_lines(console, results, heading, mark_width)
+    else:
+        console.print(_doctor_table(results, heading), highlight=False)
+    counts = doctor_summary(results)
+    console.print(
+        ", ".join(f"{counts[s]} {s}" for s in ("fail", "warn", "pass", "skip") if counts[s]),
+        highlight=False,
+    )
+
+
+def _doctor_table(results: Sequence[Result], heading: str) -> Table:
     table = _table(
         title=_escape(heading), title_justify="left", box=None, show_header=False, pad_edge=False
     )
@@ -145,12 +342,21 @@ def print_doctor(console: Console, results: Sequence[Result], heading: str) -> N
     for r in results:
         finding = _escape(r.finding) + (f"\n[bold]fix:[/bold] {_escape(r.fix)}" if r.fix else "")
         table.add_row(DOCTOR_MARKS[r.status], r.name, finding)
-    console.print(table, highlight=False)
-    counts = doctor_summary(results)
-    console.print(
-        ", ".join(f"{counts[s]} {s}" for s in ("fail", "warn", "pass", "skip") if counts[s]),
-        highlight=False,
-    )
+    return table
+
+
+def _print_doctor_lines(
+    console: Console, results: Sequence[Result], heading: str, mark_width: int
+) -> None:
+    indent = " " * (mark_width + 2)
+    lines: list[str | Text] = [*wrapped(heading, console.width)]
+    for r in results:
+        mark = _text_from_markup(DOCTOR_MARKS[r.status])
+        lines.append(mark + _text(" " * (mark_width - len(mark) + 2) + r.name))
+        lines += wrapped(r.finding, console.width, indent)
+        if r.fix:
+            lines += wrapped(f"fix: {r.fix}", console.width, indent)
+    print_lines(console, lines)
 
 
 def doctor_summary(results: Iterable[Result]) -> dict[str, int]:
@@ -192,22 +398,34 @@ def doctor_error_json(message: str) -> str:
 
 
 def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str, str]) -> None:
-    """What `doctor --fix` is about to change (deploy's plan), and what it will not touch."""
+    """What `doctor --fix` is about to change (deploy's plan), and what it will not touch.
+
+    A table while its reasons can wrap at spaces; else lines, so no resource or ARN is cut.
+    """
     changes = [s for s in steps if s.action != "no change"]
-    table = _table(
-        title=f"--fix: {len(changes)} change(s), through deploy's plan",
-        title_justify="left",
-        box=None,
-        show_header=False,
-        pad_edge=False,
-    )
+    title = f"--fix: {len(changes)} change(s), through deploy's plan"
+    rows = [(s.action, s.resource, s.reason) for s in changes]
+    for slot, arn in sorted(refused.items()):
+        rows.append(("refused", slot, f"it runs {arn}, another function"))
+    action_width = max((len(r[0]) for r in rows), default=0)
+    room = console.width - action_width - max((len(r[1]) for r in rows), default=0) - 4
+    if room < 20 or max((len(w) for r in rows for w in r[2].split()), default=0) > room:
+        lines: list[str | Text] = [*wrapped(title, console.width)]
+        for action, resource, reason in rows:
+            style = "yellow" if action == "refused" else ""
+            first, *rest = wrapped(resource, console.width - action_width - 2)
+            lines.append(_text(f"{action:<{action_width + 2}}", style=style) + _text(first))
+            lines += [" " * (action_width + 2) + line for line in rest]
+            lines += wrapped(reason, console.width, " " * (action_width + 2))
+        print_lines(console, lines)
+        return
+    table = _table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
     table.add_column("action", no_wrap=True)
     table.add_column("resource", no_wrap=True)
     table.add_column("reason", overflow="fold")
-    for step in changes:
-        table.add_row(step.action, _escape(step.resource), _escape(step.reason))
-    for slot, arn in sorted(refused.items()):
-        table.add_row("[yellow]refused[/yellow]", slot, f"it runs {_escape(arn)}, another function")
+    for action, resource, reason in rows:
+        shown = "[yellow]refused[/yellow]" if action == "refused" else action
+        table.add_row(shown, _escape(resource), _escape(reason))
     console.print(table, highlight=False)
 
 
@@ -260,20 +478,54 @@ def user_detail(record: Mapping[str, Any], title: str) -> Table:
     return table
 
 
+def user_lines(row: Mapping[str, Any], width: int) -> list[str]:
+    """One user in a few lines: the id first and whole, then what describes them."""
+
+    def text(key: str, absent: str = "-") -> str:
+        value = row.get(key)
+        return absent if value is None else str(value)
+
+    flag = row.get("emailVerified")
+    verified = "" if not isinstance(flag, bool) else " (verified)" if flag else " (unverified)"
+    return [
+        f"{text('user_id')}  {text('role')}  {text('status')}",
+        *wrapped(f"email: {text('email', 'none')}{verified}", width, "    "),
+        *wrapped(
+            f"name: {text('name', 'none')} · last login: {text('lastLoginAt', 'never')}",
+            width,
+            "    ",
+        ),
+    ]
+
+
 def print_users(console: Console, rows: Iterable[Mapping[str, Any]], chunk: int = 100) -> int:
-    """Print users as they come, `chunk` to a table (never all in memory); how many."""
+    """Print users as they come, `chunk` at a time (never all in memory); how many.
+
+    As tables while the first one fits the width, else as lines (the same all the way down).
+    """
     shown = 0
+    as_table: bool | None = None
     batch: list[Mapping[str, Any]] = []
+
+    def flush(title: str | None) -> None:
+        nonlocal as_table, shown
+        table = users_table(batch, title)
+        if as_table is None:
+            as_table = fits(console, table)
+        if as_table:
+            console.print(table)
+        else:
+            lines = [_text(title, style="bold")] if title else []
+            print_lines(console, lines + [ln for r in batch for ln in user_lines(r, console.width)])
+        shown += len(batch)
+        batch.clear()
+
     for row in rows:
         batch.append(row)
         if len(batch) == chunk:
-            console.print(users_table(batch, f"users {shown + 1} to {shown + len(batch)}"))
-            shown += len(batch)
-            batch = []
+            flush(f"users {shown + 1} to {shown + len(batch)}")
     if batch:
-        title = f"users {shown + 1} to {shown + len(batch)}" if shown else None
-        console.print(users_table(batch, title))
-        shown += len(batch)
+        flush(f"users {shown + 1} to {shown + len(batch)}" if shown else None)
     return shown
 
 
@@ -370,11 +622,16 @@ def _outcome(report: Any, category: str) -> str:
     return "reported only"
 
 
+def reconcile_heading(report: Any) -> str:
+    """What was compared with what, and whether anything changed."""
+    mode = "applied" if report.applied else "dry run: nothing changed"
+    return f"reconcile {report.user_pool_id} ↔ {report.table} ({mode})"
+
+
 def reconcile_summary(report: Any) -> Table:
     """The counts of a reconcile (a `reconcile.Report`), and what was done about each."""
-    mode = "applied" if report.applied else "dry run: nothing changed"
-    pool, name = data_cell(report.user_pool_id), data_cell(report.table)
-    table = _table(title=f"reconcile {pool} ↔ {name} ({mode})")
+    # Untitled: a title is wrapped to its table's width, which would cut the pool id.
+    table = _table()
     table.add_column("category")
     table.add_column("count", justify="right")
     if report.applied:
@@ -402,10 +659,20 @@ def reconcile_examples(report: Any) -> Table | None:
 
 
 def print_reconcile(console: Console, report: Any) -> None:
+    heading = wrapped(reconcile_heading(report), console.width)
+    print_lines(console, [_text(line, style="bold") for line in heading])
     console.print(reconcile_summary(report))
     examples = reconcile_examples(report)
-    if examples is not None:
+    if examples is not None and fits(console, examples):
         console.print(examples)
+    elif examples is not None:
+        width = max(len(e.category) for e in report.examples) + 2
+        lines: list[str | Text] = [_text("examples", style="bold")]
+        for example in report.examples:
+            lines.append(f"{example.category:<{width}}{example.user_id}")
+            if example.detail:
+                lines += wrapped(example.detail, console.width, " " * width)
+        print_lines(console, lines)
     console.print(
         f"{report.rows} rows read in {report.table_seconds:.1f} s; {report.pool_users} users "
         f"listed in {report.pool_seconds:.1f} s ({report.list_requests} ListUsers "
@@ -508,7 +775,12 @@ def print_logs_window(
             print_log_invocation(console, invocation, as_json=False)
     elif window.invocations:
         console.print(heading, highlight=False)
-        console.print(logs_table(window.invocations, None), highlight=False)
+        table = logs_table(window.invocations, None)
+        if fits(console, table):
+            console.print(table, highlight=False)
+        else:  # squeezed, the table would cut user ids short: one line per invocation
+            for invocation in window.invocations:
+                print_log_invocation(console, invocation, as_json=False)
     else:
         console.print(f"no invocations since {since} in {_escape(window.source)}", highlight=False)
     if window.cut_short:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import install, processes, runtimes
+from livekart_users.local import install, loopback, processes, runtimes
 
 
 def node_modules(
@@ -57,15 +57,8 @@ def start_dynamodb(
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         storage = ["-sharedDb", "-dbPath", str(data_dir.resolve())]
-    command = [
-        java(),
-        "-Djava.library.path=./DynamoDBLocal_lib",
-        "-jar",
-        jar.name,
-        *storage,
-        "-port",
-        str(port),
-    ]
+    # On loopback only, without telemetry or CORS for other origins (see loopback.py).
+    command = [*loopback.dynamodb_command(java(), jar), *storage, "-port", str(port)]
     started = processes.start("DynamoDB Local", command, cwd=jar.parent, log=log)
     processes.wait_until("DynamoDB Local", lambda: dynamodb_ready(port), process=started, log=log)
     return started

@@ -255,6 +255,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: InvokeServer
 
     def do_POST(self) -> None:
+        if self.headers.get("Origin") is not None:
+            # Browsers send Origin; cognito-local, our only caller, does not. Without this a
+            # web page could run the trigger with a forged event (a form POST needs no CORS).
+            self._reply(
+                403,
+                {"x-amzn-ErrorType": "AccessDeniedException"},
+                {"Type": "User", "Message": "requests from web pages are refused"},
+            )
+            return
         match = _PATH.match(self.path.split("?")[0])
         # The name may come as an ARN (URL-encoded in the path); Lambda takes either.
         name = urllib.parse.unquote(match.group(1)).split(":")[-1] if match else None

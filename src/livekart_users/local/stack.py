@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from livekart_users import aws
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import emulators, pools, processes, runtimes
+from livekart_users.local import emulators, loopback, pools, processes, runtimes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
@@ -459,7 +459,12 @@ class LocalStack:
             script = emulators.cognito_local_script(modules)
             env = {"PORT": str(port), "HOST": "127.0.0.1", "CODE": CONFIRMATION_CODE}
             return self._start_listening(
-                "cognito-local", [node, str(script)], port, log, env, cwd=cognito_dir
+                "cognito-local",
+                loopback.cognito_local_command(node, script),
+                port,
+                log,
+                env,
+                cwd=cognito_dir,
             )
         command = [
             sys.executable,
