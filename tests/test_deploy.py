@@ -25,7 +25,9 @@ ACCOUNT = "123456789012"
 def code_zip(marker: str = "v1") -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr("livekart_users/triggers.py", f"# {marker}\ndef handler(e, c): return e\n")
+        # A fixed date: the same marker gives the same bytes (and CodeSha256) at any time.
+        entry = zipfile.ZipInfo("livekart_users/triggers.py", date_time=(1980, 1, 1, 0, 0, 0))
+        archive.writestr(entry, f"# {marker}\ndef handler(e, c): return e\n")
     return out.getvalue()
 
 
@@ -105,7 +107,8 @@ def test_first_deploy_creates_everything_and_keeps_every_pool_setting(clients: C
     assert {s.action for s in plan.changes} == {"create", "update"}
     assert pool_settings(clients, pool_id) == before
     config = clients.cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"]
-    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{models.DEFAULT_FUNCTION}"
+    # The pool names the alias, so a later code update switches in one call.
+    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{models.DEFAULT_FUNCTION}:live"
     assert config == {
         "PreSignUp": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fraud-check",
         "PostConfirmation": function_arn,
@@ -121,7 +124,8 @@ def test_second_deploy_plans_no_changes(clients: Clients) -> None:
 
 
 def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
-    target = target_for(make_pool(clients))
+    pool_id = make_pool(clients)
+    target = target_for(pool_id)
     deploy(clients, target)
     role = clients.iam.get_role(RoleName=models.DEFAULT_ROLE)["Role"]
     assert models.normalise_policy(role["AssumeRolePolicyDocument"]) == models.normalise_policy(
@@ -132,6 +136,8 @@ def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
                     "Effect": "Allow",
                     "Principal": {"Service": "lambda.amazonaws.com"},
                     "Action": "sts:AssumeRole",
+                    # The confused-deputy condition: Lambda, on behalf of this account only.
+                    "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
                 }
             ],
         }
@@ -172,9 +178,9 @@ def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
     variables = config["Environment"]["Variables"]
     assert variables["USERS_TABLE"] == "livekart-users"
     assert not set(variables) & models.RESERVED_VARIABLES
-    [statement] = json.loads(
-        clients.lambda_.get_policy(FunctionName=models.DEFAULT_FUNCTION)["Policy"]
-    )["Statement"]
+    [statement] = planner.cognito_statements(clients, target, models.ALIAS)
+    assert statement["Resource"] == target.alias_arn
+    assert statement["Sid"] == f"livekart-users-cognito-invoke-{pool_id}"
     assert statement["Principal"] == {"Service": "cognito-idp.amazonaws.com"}
     assert statement["Condition"] == {
         "ArnLike": {"AWS:SourceArn": target.pool_arn},
@@ -242,9 +248,12 @@ def test_changing_one_setting_plans_exactly_one_step(
     target = target_for(make_pool(clients))
     deploy(clients, target)
     change(clients, target)
-    [step] = planner.plan_deploy(target, clients, code=CODE).changes
+    step, *release = planner.plan_deploy(target, clients, code=CODE).changes
     assert step.resource.startswith(resource)
     assert step.action == "update"
+    # A change to the function is published, then the alias moves: nothing else changes.
+    expected = [f"function {target.function}:live"] if resource == "function" else []
+    assert [s.resource for s in release] == expected
 
 
 def test_a_foreign_post_confirmation_trigger_is_refused_without_force(clients: Clients) -> None:
@@ -256,11 +265,12 @@ def test_a_foreign_post_confirmation_trigger_is_refused_without_force(clients: C
     assert "legacy-welcome-email" in trigger.reason and "--force" in trigger.reason
     config = clients.cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"]
     assert config["PostConfirmation"] == theirs
-    assert "PostAuthentication" not in config
+    # The free slot is attached all the same; only the held one is refused.
+    assert config["PostAuthentication"] == target_for(pool_id).alias_arn
 
     deploy(clients, target_for(pool_id), force=True)
     config = clients.cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["LambdaConfig"]
-    assert config["PostConfirmation"].endswith(":function:" + models.DEFAULT_FUNCTION)
+    assert config["PostConfirmation"] == target_for(pool_id).alias_arn
 
 
 @pytest.fixture

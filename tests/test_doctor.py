@@ -433,7 +433,7 @@ def test_a_timeout_above_four_seconds_fails(clients: Clients, target: Target) ->
 
 def test_no_invoke_permission_fails_every_sign_up(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     found = result(clients, target, "permission")
     assert found.status == Status.FAIL
@@ -446,7 +446,7 @@ def test_no_invoke_permission_fails_every_sign_up(clients: Clients, target: Targ
 
 def test_a_permission_for_another_pool_fails(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     other = replace(target, user_pool_id="us-east-1_Other")
     clients.lambda_.add_permission(FunctionName=target.function, **models.invoke_permission(other))
@@ -457,7 +457,7 @@ def test_a_permission_for_another_pool_fails(clients: Clients, target: Target) -
 
 def test_the_guides_wildcard_account_permission_warns(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     clients.lambda_.add_permission(
         FunctionName=target.function,
@@ -478,14 +478,14 @@ def test_the_guides_wildcard_account_permission_warns(clients: Clients, target: 
 
 def test_a_permission_without_source_account_warns(clients: Clients, target: Target) -> None:
     clients.lambda_.remove_permission(
-        FunctionName=target.function, StatementId=models.PERMISSION_ID
+        FunctionName=target.function, StatementId=target.permission_id
     )
     exact = models.invoke_permission(target)
     del exact["SourceAccount"]
     clients.lambda_.add_permission(FunctionName=target.function, **exact)
     found = result(clients, target, "permission")
     assert found.status == Status.WARN
-    assert found.finding == f"{models.PERMISSION_ID} has no SourceAccount"
+    assert found.finding == f"{target.permission_id} has no SourceAccount"
 
 
 # --- the pool -----------------------------------------------------------------------------
@@ -506,8 +506,18 @@ def test_a_missing_trigger_fails(clients: Clients, target: Target, slot: str) ->
     assert found.fix == deploy_fix(target)
 
 
+def legacy_function(clients: Clients, target: Target) -> str:
+    """Another team's function (it exists), whose ARN is returned."""
+    answer = clients.lambda_.create_function(
+        FunctionName="legacy-post-confirmation",
+        Code={"ZipFile": tiny_zip()},
+        **models.function_settings(target),
+    )
+    return str(answer["FunctionArn"])
+
+
 def test_a_trigger_of_another_function_fails_naming_it(clients: Clients, target: Target) -> None:
-    legacy = target.function_arn.replace(target.function, "legacy-post-confirmation")
+    legacy = legacy_function(clients, target)
     set_triggers(
         clients, target, {"PostConfirmation": legacy, "PostAuthentication": target.function_arn}
     )
@@ -519,6 +529,23 @@ def test_a_trigger_of_another_function_fails_naming_it(clients: Clients, target:
     assert (
         found.fix == f"{deploy_fix(target)} --force (replaces legacy-post-confirmation's trigger)"
     )
+
+
+@pytest.mark.parametrize("whose", ["ours", "another"])
+def test_a_trigger_naming_a_missing_function_fails(
+    clients: Clients, target: Target, whose: str
+) -> None:
+    gone = (
+        target.function_arn
+        if whose == "ours"
+        else target.function_arn.replace(target.function, "deleted-by-hand")
+    )
+    if whose == "ours":
+        clients.lambda_.delete_function(FunctionName=target.function)
+    set_triggers(clients, target, {"PostConfirmation": gone})
+    found = result(clients, target, "triggers.post-confirmation")
+    assert found.status == Status.FAIL
+    assert "which does not exist: every sign-up fails" in found.finding
 
 
 def test_a_pool_without_custom_role_warns(clients: Clients, target: Target) -> None:
@@ -721,12 +748,12 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
 def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guide: Target) -> None:
     fixed = CliRunner().invoke(main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"])
     assert fixed.exit_code == 0, fixed.output
-    assert "--fix: 15 change(s), through deploy's plan" in fixed.output
+    assert "--fix: 19 change(s), through deploy's plan" in fixed.output
     lines = [" ".join(line.split()) for line in fixed.output.splitlines()]
     assert (
-        "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole: "
-        "grants more than the function's own log group"
-    ) in lines
+        "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole:"
+    ) in " ".join(lines)
+    assert "grants more than the function's own log group" in " ".join(lines)
     assert "after --fix" in fixed.output
     # doctor again, from scratch: nothing fails; what deploy cannot change stays a warning
     # (the pool's mutable custom:role, which only the app's authorization can make safe).
@@ -736,7 +763,7 @@ def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guid
 
 
 def test_fix_never_replaces_another_functions_trigger(clients: Clients, target: Target) -> None:
-    legacy = target.function_arn.replace(target.function, "legacy-post-confirmation")
+    legacy = legacy_function(clients, target)
     set_triggers(clients, target, {"PostConfirmation": legacy})
     plan = doctor.plan_fixes(target, clients)
     assert plan.refused == {"PostConfirmation": legacy}

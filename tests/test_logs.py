@@ -120,7 +120,7 @@ def json_lines(output: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def three_invocations(
     cloudwatch: Any, users_table: UsersTable, trigger_output: TriggerOutput
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """A cold sign-up, a warm sign-in and a replayed sign-up, in two containers' streams, all
     written by the real handler."""
     sub = str(uuid.uuid4())
@@ -135,16 +135,20 @@ def three_invocations(
     container_b.invoke(replay, third, at_ms=now - 10_000, duration=8.25)
     container_a.invoke(sign_up, first, at_ms=now - 30_000, duration=512.75, init=301.25)
     container_a.invoke(sign_in, second, at_ms=now - 20_000, duration=30.5)
-    return {"sub": sub, "first": first, "second": second, "third": third}
+    # What the handler itself logged (on a loaded machine a write may time out: `logs` must
+    # show that as faithfully as a success).
+    logged = [json.loads(lines[0])["outcome"] for lines in (sign_up, sign_in, replay)]
+    return {"sub": sub, "first": first, "second": second, "third": third, "logged": logged}
 
 
 def test_logs_shows_each_invocation_with_its_outcome_and_lambdas_durations(
-    three_invocations: dict[str, str],
+    three_invocations: dict[str, Any],
 ) -> None:
     outcome = run()
     assert outcome.exit_code == 0, outcome.output
     rows = [line for line in outcome.output.splitlines() if "Post" in line]
-    assert [r.split("│")[3].strip() for r in rows] == ["created", "refreshed", "already_exists"]
+    # Normally created, refreshed, already_exists.
+    assert [r.split("│")[3].strip() for r in rows] == three_invocations["logged"]
     assert "PostConfirmation_ConfirmSignUp" in rows[0]
     assert three_invocations["sub"] in rows[0]
     assert "512.8 ms" in rows[0] and "301.2 ms" in rows[0]  # Lambda's duration; a cold start
@@ -155,7 +159,7 @@ def test_logs_shows_each_invocation_with_its_outcome_and_lambdas_durations(
 
 
 def test_json_lines_carry_the_invocations_newest_last_and_nothing_else(
-    three_invocations: dict[str, str],
+    three_invocations: dict[str, Any],
 ) -> None:
     outcome = run("--json")
     assert outcome.exit_code == 0, outcome.output
@@ -176,7 +180,7 @@ def test_json_lines_carry_the_invocations_newest_last_and_nothing_else(
         "duration_ms",
         "init_duration_ms",
     }
-    assert first["outcome"] == "created"
+    assert [line["outcome"] for line in lines] == three_invocations["logged"]
     assert first["user_id"] == three_invocations["sub"]
     assert first["duration_ms"] == 512.75
     assert first["init_duration_ms"] == 301.25
@@ -642,3 +646,9 @@ def test_a_function_logging_in_json_format_is_folded_the_same_way() -> None:
     assert (done.request_id, done.outcome) == (request, "refreshed")
     assert (done.duration_ms, done.init_duration_ms) == (42.5, 250.0)
     assert assembler.flush() == []
+
+
+def test_live_tail_without_follow_is_a_usage_error(cloudwatch: Any) -> None:
+    outcome = run("--live-tail")
+    assert outcome.exit_code == 2
+    assert "--live-tail goes with --follow" in outcome.output

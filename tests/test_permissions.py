@@ -150,6 +150,13 @@ COMMANDS: dict[str, Callable[[Clients, str], None]] = {
         planner.plan_destroy(target_for(p), c, delete_table=True, delete_logs=True), c
     ),
     "attach": lambda c, p: pool.attach(
+        c.cognito,
+        p,
+        planner.attach_arn(c, target_for(p)),
+        ("PostConfirmation", "PostAuthentication"),
+        owner_arn=target_for(p).function_arn,
+    ),
+    "detach": lambda c, p: pool.detach(
         c.cognito, p, target_for(p).function_arn, ("PostConfirmation", "PostAuthentication")
     ),
 }

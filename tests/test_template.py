@@ -86,7 +86,7 @@ def test_cfn_lint_finds_nothing_not_even_informational() -> None:
 
 def test_the_role_may_do_exactly_what_models_role_policy_allows(built: dict[str, Any]) -> None:
     role = properties(built, "Role")
-    assert role["AssumeRolePolicyDocument"] == models.trust_policy()
+    assert role["AssumeRolePolicyDocument"] == models.trust_policy(TARGET.account)
     [policy] = role["Policies"]
     assert policy["PolicyName"] == models.POLICY_NAME
     assert models.normalise_policy(policy["PolicyDocument"]) == models.normalise_policy(
@@ -119,7 +119,9 @@ def test_the_table_is_retained_and_created_only_when_asked(built: dict[str, Any]
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["DeletionProtectionEnabled"] is True
     spec = models.table_spec(TARGET)
-    assert {k: v for k, v in props.items() if k in spec} == spec
+    assert {k: v for k, v in props.items() if k in spec and k != "Tags"} == {
+        k: v for k, v in spec.items() if k != "Tags"
+    }
 
 
 def test_the_function_is_configured_as_deploy_configures_it(built: dict[str, Any]) -> None:
@@ -142,10 +144,12 @@ def test_logs_are_kept_for_the_retention_period(built: dict[str, Any]) -> None:
 
 
 def test_the_alarm_is_the_models_alarm_with_or_without_a_topic(built: dict[str, Any]) -> None:
-    assert properties(built, "FailedWritesAlarm") == models.alarm(TARGET)
+    alarm = properties(built, "FailedWritesAlarm")
+    assert {k: v for k, v in alarm.items() if k != "Tags"} == models.alarm(TARGET)
     without = models.Target(**{**vars(TARGET), "alarm_topic_arn": None})
     expected = {k: v for k, v in models.alarm(without).items() if k != "AlarmActions"}
-    assert properties(built, "FailedWritesAlarm", AlarmTopicArn="") == expected
+    alarm = properties(built, "FailedWritesAlarm", AlarmTopicArn="")
+    assert {k: v for k, v in alarm.items() if k != "Tags"} == expected
 
 
 def test_the_outputs_print_the_exact_attach_command(built: dict[str, Any]) -> None:
@@ -169,3 +173,42 @@ def test_template_command_prints_or_writes_the_template(tmp_path: Path) -> None:
     assert written.exit_code == 0, written.output
     assert path.read_text() == template.render()
     assert "AttachCommand" in written.output
+
+
+def test_default_names_do_not_collide_with_deploys_or_the_guides(built: dict[str, Any]) -> None:
+    # CloudFormation does not adopt a resource that exists under its name: a stack created
+    # where the guide or deploy ran would fail on the function, role or log group.
+    parameters = built["Parameters"]
+    taken = {models.DEFAULT_FUNCTION, models.DEFAULT_ROLE}  # deploy's, which are the guide's
+    assert parameters["FunctionName"]["Default"] not in taken
+    assert parameters["RoleName"]["Default"] not in taken
+    defaults = {name: p["Default"] for name, p in parameters.items() if "Default" in p}
+    names = properties(built, "Function", **defaults)
+    assert names["FunctionName"] != models.DEFAULT_FUNCTION
+    log_group = properties(built, "LogGroup", **defaults)["LogGroupName"]
+    assert log_group != models.Target("p", "r", "a").log_group
+    alarm = properties(built, "FailedWritesAlarm", **defaults)["AlarmName"]
+    assert alarm != models.Target("p", "r", "a").alarm_name
+
+
+def test_every_resource_carries_the_stacks_name_so_destroy_leaves_it(
+    built: dict[str, Any],
+) -> None:
+    for name, resource in built["Resources"].items():
+        if name == "CognitoInvokePermission":
+            continue  # a permission has no tags; destroy removes none of a stack's function
+        tags = {t["Key"]: t["Value"] for t in resource["Properties"]["Tags"]}
+        assert tags[models.STACK_TAG] == {"Ref": "AWS::StackName"}, name
+
+
+def test_detach_is_the_step_before_delete_stack(built: dict[str, Any]) -> None:
+    assert "DetachCommand" in built["Description"]
+    output = built["Outputs"]["DetachCommand"]
+    assert "BEFORE deleting the stack" in output["Description"]
+    command = resolve(output["Value"], SAMPLE, {})
+    assert command == (
+        "livekart-users detach --user-pool-id eu-west-1_AbC123 "
+        "--function-name shop-users-trigger --region eu-west-1"
+    )
+    result = CliRunner().invoke(main, [*command.split()[1:], "--help"])
+    assert result.exit_code == 0, result.output

@@ -206,23 +206,46 @@ class Context:
         return found
 
     # Lambda
+    def qualifier(self) -> str | None:
+        """The alias (or version) of our function the pool's triggers name; None for the bare
+        function. What runs, and who may invoke it, is read there: deploy points the pool at
+        the alias `live`, whose version and permissions are not $LATEST's."""
+        if self.local is not None:
+            return None
+        config = self.pool().get("LambdaConfig") or {}
+        prefix = self.target.function_arn + ":"
+        for slot in models.TRIGGER_SLOTS:
+            arn = str(config.get(slot) or "")
+            if arn.startswith(prefix) and arn[len(prefix) :] != "$LATEST":
+                return arn[len(prefix) :]
+        return None
+
     def function(self) -> dict[str, Any] | None:
-        name = self.target.function
+        return self.function_at(self.target.function, self.qualifier())
+
+    def function_at(self, name: str, qualifier: str | None = None) -> dict[str, Any] | None:
+        """A function's configuration (of `qualifier`), None when it does not exist."""
+        kwargs = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
         answer = self.reads.get(
-            ("function", name),
+            ("function", name, qualifier),
             lambda: aws.unless_missing(
-                lambda: self.clients.lambda_.get_function_configuration(FunctionName=name)
+                lambda: self.clients.lambda_.get_function_configuration(**kwargs)
             ),
         )
         return None if answer is None else dict(answer)
 
     def invoke_statements(self) -> list[dict[str, Any]]:
-        name = self.target.function
+        name, qualifier = self.target.function, self.qualifier()
+        kwargs = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
         answer = self.reads.get(
-            ("function policy", name),
-            lambda: aws.unless_missing(lambda: self.clients.lambda_.get_policy(FunctionName=name)),
+            ("function policy", name, qualifier),
+            lambda: aws.unless_missing(lambda: self.clients.lambda_.get_policy(**kwargs)),
         )
-        return [] if answer is None else _statements(answer["Policy"])
+        if answer is None:
+            return []
+        arn = self.target.function_arn + (f":{qualifier}" if qualifier else "")
+        # Each qualifier has its own policy on AWS (moto shares one): keep this one's.
+        return [s for s in _statements(answer["Policy"]) if s.get("Resource", [arn]) == [arn]]
 
     # Cognito
     def pool(self) -> dict[str, Any]:
@@ -784,13 +807,31 @@ def _pool_trigger(ctx: Context, slot: str) -> Verdict:
     if not arn:
         return failed(f"no {label} trigger: {WITHOUT_TRIGGER[slot]}", ctx.deploy)
     if arn == t.function_arn or arn.startswith(t.function_arn + ":"):
-        return passed(f"{label} → {t.function}")
+        if ctx.function() is None:
+            return failed(f"{label} → {arn}, which does not exist: every sign-up fails", ctx.deploy)
+        return passed(f"{label} → {arn.split(':function:', 1)[-1]}")
     other = _function_name(arn)
     other = arn if other == t.function else other
+    if _missing_function(ctx, arn):
+        return failed(
+            f"{label} runs {other}, which does not exist: every "
+            f"{'sign-up' if slot == 'PostConfirmation' else 'sign-in'} fails",
+            f"{ctx.deploy} --force (replaces the missing {other})",
+        )
     return failed(
         f"{label} runs {other}, not {t.function}",
         f"{ctx.deploy} --force (replaces {other}'s trigger)",
     )
+
+
+def _missing_function(ctx: Context, arn: str) -> bool:
+    """The function `arn` names does not exist (one we may not read is not called missing)."""
+    try:
+        return ctx.function_at(arn) is None
+    except ClientError as exc:
+        if "denied" in aws.error_code(exc).lower():
+            return False
+        raise
 
 
 def _local_trigger(ctx: Context, slot: str) -> Verdict:

@@ -657,6 +657,30 @@ class Reconciler:
 
     # --- stage 5: orphans --------------------------------------------------------------
 
+    def _still_in_pool(self, uid: str) -> bool:
+        """Whether the pool still has the row's user, asked the strongly consistent way.
+
+        ListUsers is eventually consistent (a user created moments ago may be missing from
+        it), so before a row is deleted AdminGetUser is asked: by the row's user name (the
+        only name a federated user answers to), then by the sub (which AdminGetUser takes for
+        a local user). A user of that name with another sub is someone else: not ours.
+        """
+        row = self.table.get(uid)
+        if row is None:
+            return True  # already gone: nothing to delete
+        names = list(dict.fromkeys([str(row.get("username") or uid), uid]))
+        for name in names:
+            try:
+                user = self.cognito.admin_get_user(UserPoolId=self.user_pool_id, Username=name)
+            except ClientError as exc:
+                if aws.error_code(exc) == "UserNotFoundException":
+                    continue
+                raise
+            if _sub_of(user) in (uid, None):
+                return True
+        return False
+
+
     def _delete_orphans(
         self,
         index: TableIndex,
@@ -675,12 +699,18 @@ class Reconciler:
             if held.users(index.email_digest(packed)):
                 continue  # moved, not orphaned: its app data is still someone's
             done += 1
-            # ListUsers is eventually consistent: ask again before deleting anything.
-            if self._user_by_sub(uid) is not None:
+            if self._still_in_pool(uid):
                 report.orphans_kept += 1
             else:
                 writer.delete(self.table, uid, index.updated_at(uid, packed))
             self._progress(ProgressEvent("orphans", done, report.orphans))
+
+
+def _sub_of(user: Mapping[str, Any]) -> str | None:
+    for attribute in user.get("UserAttributes") or []:
+        if attribute.get("Name") == "sub":
+            return str(attribute.get("Value"))
+    return None
 
 
 def _quoted(text: str) -> str:

@@ -19,6 +19,7 @@ COMMANDS = {
     "deploy": ("livekart_users.cli.deploy", "deploy"),
     "destroy": ("livekart_users.cli.deploy", "destroy"),
     "attach": ("livekart_users.cli.deploy", "attach"),
+    "detach": ("livekart_users.cli.deploy", "detach"),
     "package": ("livekart_users.cli.artifacts", "package"),
     "template": ("livekart_users.cli.artifacts", "template"),
     "doctor": ("livekart_users.cli.doctor", "doctor_command"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from livekart_users.cli.common import console, friendly_errors
+from livekart_users.cli.common import console, friendly_errors, write_output
 
 DEFAULT_ZIP = Path("build") / "livekart-users-trigger.zip"
 
@@ -39,8 +39,7 @@ def package(output: Path, architecture: str, bundle_sdk: bool) -> None:
     from livekart_users.deploy.package import build_zip
 
     built = build_zip(architecture, bundle_sdk)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(built.data)
+    write_output(output, built.data, "the zip")
     console.print(f"wrote {output} ({built.size:,} bytes, {built.size / 2**20:.1f} MiB)")
     console.print(f"sha256      {built.sha256}")
     console.print(f"CodeSha256  {built.code_sha256}")
@@ -70,8 +69,7 @@ def template(output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    write_output(output, text.encode(), "the template")
     console.print(
         f"wrote {output}; after creating the stack, run the command in its AttachCommand output",
         highlight=False,

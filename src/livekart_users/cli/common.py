@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -57,13 +58,26 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (LivekartUsersError, ClientError, BotoCoreError) as exc:
+        except (LivekartUsersError, ClientError, BotoCoreError, OSError) as exc:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
-            errors.print(f"[red]error:[/red] {explain(exc)}", highlight=False)
+            # soft_wrap: an error is one line, however narrow the terminal (or log) is.
+            errors.print(f"[red]error:[/red] {explain(exc)}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def write_output(path: Path, data: bytes, what: str, option: str = "-o") -> None:
+    """Write a command's output file, or fail with one line saying why and what to do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write {what} to {path}: {exc.strerror or exc}; "
+            f"give {option} a path in a folder you can write to"
+        ) from None
 
 
 def explain(exc: Exception) -> str:
@@ -75,6 +89,10 @@ def explain(exc: Exception) -> str:
     # A library error that wraps one (doctor's CannotRun): the endpoint is what to name.
     if isinstance(exc.__cause__, ReadTimeoutError | ConnectTimeoutError | EndpointConnectionError):
         return _unreachable(exc.__cause__)
+    if isinstance(exc, OSError) and exc.strerror:
+        # A file or folder we were given cannot be used (read-only, missing, a file...).
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')}: {error.get('Message', exc)}"

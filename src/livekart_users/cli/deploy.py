@@ -1,7 +1,8 @@
-"""`deploy`, `destroy` and `attach`: parse options, plan, show the plan, apply it."""
+"""`deploy`, `destroy`, `attach` and `detach`: parse options, plan, show the plan, apply it."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -80,7 +81,14 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     "--architecture", type=click.Choice(["arm64", "x86_64"]), default="arm64", show_default=True
 )
 @click.option(
-    "--log-retention-days", type=int, default=models.LOG_RETENTION_DAYS, show_default=True
+    "--log-retention-days",
+    # Only the periods CloudWatch Logs accepts: anything else would fail mid-deploy.
+    type=click.Choice([str(d) for d in models.RETENTION_DAYS]),
+    callback=lambda _ctx, _param, value: int(value),
+    default=str(models.LOG_RETENTION_DAYS),
+    show_default=True,
+    metavar="DAYS",
+    help="One of CloudWatch Logs' periods: " + ", ".join(map(str, models.RETENTION_DAYS)),
 )
 @click.option(
     "--extra-fields",
@@ -99,19 +107,25 @@ def deploy(
     """Deploy the trigger onto an existing user pool: table, role, function, permission,
     alarm and the pool's Post Confirmation / Post Authentication triggers.
 
-    Safe on a production pool: every other pool setting is sent back unchanged, and a trigger
-    slot that holds another function is left alone unless --force. Run it again any time:
-    a second deploy plans no changes."""
+    Safe on a production pool: every other pool setting is sent back unchanged; the pool
+    names the function's alias `live`, moved in one call once a new version is complete, so
+    sign-ups never hit half-updated code; a trigger slot that holds another function is left
+    alone unless --force (the other slot is attached, and the exit status is 1). Run it again
+    any time: a second deploy plans no changes."""
     clients = _clients(region, user_pool_id)
     target = _target(clients, user_pool_id, **options)
     with console.status("reading what exists…"):
         plan = planner.plan_deploy(target, clients, force=force)
     _run(plan, clients, dry_run, "deploy")
     if plan.refused:
+        # Everything else was done; the plan was not carried out in full, so exit non-zero.
+        for slot, arn in sorted(plan.refused.items()):
+            console.print(f"[yellow]refused:[/yellow] {slot} runs {arn}, another function")
         console.print(
-            f"[yellow]Not replaced:[/yellow] {', '.join(sorted(plan.refused))}. To "
-            f"replace: livekart-users deploy --user-pool-id {user_pool_id} --force"
+            f"Not attached: {', '.join(sorted(plan.refused))}. To replace: "
+            f"livekart-users deploy --user-pool-id {user_pool_id} --force"
         )
+        sys.exit(1)
 
 
 @click.command()
@@ -152,34 +166,83 @@ def destroy(
     _run(plan, clients, dry_run, "destroy")
 
 
-@click.command()
-@click.option("--user-pool-id", required=True, envvar="LIVEKART_USER_POOL_ID")
-@click.option(
-    "--function-name",
-    default=models.DEFAULT_FUNCTION,
-    envvar="LIVEKART_FUNCTION",
-    show_default=True,
-)
-@click.option("--region", default=None)
-@click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
-@friendly_errors
-def attach(user_pool_id: str, function_name: str, region: str | None, force: bool) -> None:
-    """Point the pool's Post Confirmation and Post Authentication triggers at the function,
-    sending every other pool setting back unchanged (the step CloudFormation cannot do)."""
-    clients = _clients(region, user_pool_id)
-    target = Target(
+def _pool_options(command: F) -> F:
+    options = [
+        click.option("--user-pool-id", required=True, envvar="LIVEKART_USER_POOL_ID"),
+        click.option(
+            "--function-name",
+            default=models.DEFAULT_FUNCTION,
+            envvar="LIVEKART_FUNCTION",
+            show_default=True,
+        ),
+        click.option("--region", default=None),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _pool_target(clients: Clients, user_pool_id: str, function_name: str) -> Target:
+    return Target(
         user_pool_id=user_pool_id,
         region=clients.region,
         account=clients.account(),
         function=function_name,
     )
+
+
+@click.command()
+@_pool_options
+@click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
+@click.option(
+    "--allow-unmanaged",
+    is_flag=True,
+    help="Attach a function that livekart-users does not manage (no managed-by tag).",
+)
+@friendly_errors
+def attach(
+    user_pool_id: str, function_name: str, region: str | None, force: bool, allow_unmanaged: bool
+) -> None:
+    """Point the pool's Post Confirmation and Post Authentication triggers at the function
+    (its alias `live` when it has one), sending every other pool setting back unchanged: the
+    step CloudFormation cannot take. Refuses a function that does not exist, is not ours, or
+    that Cognito may not invoke from this pool. Exit status 1 when a slot was refused."""
+    clients = _clients(region, user_pool_id)
+    target = _pool_target(clients, user_pool_id, function_name)
+    arn = planner.attach_arn(clients, target, allow_unmanaged=allow_unmanaged)
+    settings = pool.describe(clients.cognito, user_pool_id)
+    refused = (
+        {} if force else pool.foreign_slots(settings, models.TRIGGER_SLOTS, target.function_arn)
+    )
+    slots = tuple(s for s in models.TRIGGER_SLOTS if s not in refused)
     changed = pool.attach(
-        clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS, force=force
+        clients.cognito, user_pool_id, arn, slots, force=force, owner_arn=target.function_arn
     )
     console.print(
-        f"{', '.join(changed)} → {function_name}"
+        f"{', '.join(changed)} → {arn.split(':function:', 1)[1]}"
         if changed
-        else "no change: both triggers already point at the function"
+        else f"no change: {' and '.join(slots) or 'no slot'} already point at the function"
+    )
+    for slot, other in sorted(refused.items()):
+        console.print(f"[yellow]refused:[/yellow] {slot} runs {other}; --force replaces it")
+    if refused:
+        sys.exit(1)
+
+
+@click.command()
+@_pool_options
+@friendly_errors
+def detach(user_pool_id: str, function_name: str, region: str | None) -> None:
+    """Empty the pool's trigger slots that name the function (or its alias), sending every
+    other setting and trigger back unchanged: the reverse of attach. Run it before deleting
+    a CloudFormation stack, or every sign-up fails once its function is gone."""
+    clients = _clients(region, user_pool_id)
+    target = _pool_target(clients, user_pool_id, function_name)
+    emptied = pool.detach(clients.cognito, user_pool_id, target.function_arn, models.TRIGGER_SLOTS)
+    console.print(
+        f"detached {', '.join(emptied)} from {function_name}; every other setting unchanged"
+        if emptied
+        else f"no change: no trigger of pool {user_pool_id} names {function_name}"
     )
 
 

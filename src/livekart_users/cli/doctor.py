@@ -73,6 +73,8 @@ def doctor_command(
     elif fix and any(r.status in (doctor.Status.FAIL, doctor.Status.WARN) for r in results):
         fixed, refused, results = _fix(target, clients, reads, probe, quiet=as_json)
     status = doctor.exit_status(results)
+    if refused:
+        status = max(status, 1)  # --fix could not carry out deploy's plan in full
     if as_json:
         where = {**doctor.describe_target(target), "local": stack is not None}
         click.echo(

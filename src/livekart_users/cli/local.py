@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from livekart_users.cli import render
 from livekart_users.cli.common import F, console, friendly_errors
@@ -74,6 +75,17 @@ def _stack(
     return LocalStack(settings)
 
 
+def _shell_option(command: F) -> F:
+    from livekart_users.local.shells import SHELLS
+
+    return click.option(
+        "--shell",
+        type=click.Choice(SHELLS),
+        default=None,
+        help="The shell to print for [default: the shell this runs in]",
+    )(command)
+
+
 @local.command("up")
 @stack_options
 @click.option(
@@ -83,31 +95,61 @@ def _stack(
     help='Extra record fields with defaults, e.g. \'{"subscriptionTier": "free"}\' '
     "[env USERS_EXTRA_FIELDS]",
 )
+@_shell_option
 @friendly_errors
-def local_up(**options: Any) -> None:
-    """Start the emulators and create the pool, app client and table (idempotent)."""
+def local_up(shell: str | None, **options: Any) -> None:
+    """Start the emulators and create the pool, app client and table (idempotent).
+
+    The first time, the pinned emulators are installed into a per-user cache (npm ci).
+    """
+    from livekart_users.local import shells
+
     stack = _stack(**options)
-    with console.status("starting the local stack…"):
-        status = stack.up()
+    status = _start(stack)
     started = ", ".join(status.started) or "nothing (all were running)"
     console.print(f"started: {started}")
     render.print_status(console, status)
+    dir_flag = _dir_flag(options.get("directory"))
+    hint = shells.load_hint(shell or shells.detect(), f"livekart-users local env{dir_flag}")
     console.print(
-        'Point boto3 or the AWS CLI at it: [bold]eval "$(livekart-users local env)"'
-        "[/bold]; stop it with [bold]livekart-users local down[/bold]."
+        f"Point boto3 or the AWS CLI at it: [bold]{escape(hint)}[/bold]; "
+        f"try it: [bold]livekart-users local demo{dir_flag}[/bold]; "
+        f"stop it: [bold]livekart-users local down{dir_flag}[/bold].",
+        highlight=False,
+        soft_wrap=True,  # commands to copy: never folded mid-way
     )
+
+
+def _start(stack: Any) -> Any:
+    """`stack.up()` under a spinner; what it installs or restores is said as it happens."""
+    with console.status("starting the local stack…") as spinner:
+        return stack.up(
+            say=lambda line: spinner.console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)
+        )
+
+
+def _dir_flag(directory: Path | None) -> str:
+    return f" --dir {directory}" if directory is not None else ""
 
 
 @local.command("down")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
-@click.option("--wipe", is_flag=True, help="Also delete the stack's users, rows and logs.")
+@click.option(
+    "--wipe",
+    is_flag=True,
+    help="Also delete the stack's users, rows and logs (only in a folder `local up` made).",
+)
 @friendly_errors
 def local_down(directory: Path | None, wipe: bool) -> None:
     """Stop every process `local up` started."""
-    stopped = _stack(directory).down(wipe=wipe)
-    console.print(
-        f"stopped: {', '.join(stopped) or 'nothing was running'}" + ("; data wiped" if wipe else "")
-    )
+    stack = _stack(directory)
+    result = stack.down(wipe=wipe)
+    line = f"stopped: {', '.join(result.stopped) or 'nothing was running'}"
+    if result.wiped:
+        line += f"; deleted the stack's files in {stack.dir}"
+        if result.kept:
+            line += f" (kept what is not the stack's: {', '.join(result.kept)})"
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 @local.command("status")
@@ -126,16 +168,44 @@ def local_status(directory: Path | None, as_json: bool) -> None:
 
 @local.command("env")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
-def local_env(directory: Path | None) -> None:
-    """Print shell exports that point AWS clients at the local stack."""
-    for key, value in _stack(directory).environment().items():
-        click.echo(f"export {key}={value}")
+@_shell_option
+@friendly_errors
+def local_env(directory: Path | None, shell: str | None) -> None:
+    """Print the variables that point AWS clients at the local stack, for your shell.
+
+    POSIX shells: eval "$(livekart-users local env)"; PowerShell:
+    livekart-users local env --shell powershell | Invoke-Expression.
+    """
+    from livekart_users.local import shells
+
+    for line in shells.exports(_stack(directory).environment(), shell or shells.detect()):
+        click.echo(line)
+
+
+@local.command("install")
+@friendly_errors
+def local_install() -> None:
+    """Install the pinned emulators now (`local up` does it on first use) and say where."""
+    from livekart_users.local import install, runtimes
+
+    found = runtimes.require(runtimes.NODE, runtimes.NPM, runtimes.JAVA)
+    with console.status("checking the emulators…") as spinner:
+        modules = install.node_modules(say=lambda line: spinner.console.print(line))
+    console.print(f"emulators ready in {modules.parent}", highlight=False)
+    console.print("using " + ", ".join(found.values()), highlight=False)
 
 
 @local.command("demo")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--up/--no-up",
+    "start",
+    default=True,
+    show_default=True,
+    help="Start the stack first if it is not running (the same as `local up`).",
+)
 @friendly_errors
-def local_demo(directory: Path | None) -> None:
+def local_demo(directory: Path | None, start: bool) -> None:
     """Sign up, confirm and sign in sample users through Cognito; show their rows.
 
     Then create a user with AdminCreateUser (no trigger fires, so no row) and backfill its
@@ -144,6 +214,8 @@ def local_demo(directory: Path | None) -> None:
     from livekart_users.local import demo
 
     stack = _stack(directory)
+    if start and not stack.status().all_running:
+        console.print(f"started: {', '.join(_start(stack).started)}")
     result = demo.run(stack, say=lambda line: console.print(f"• {line}"))
     console.print(render.records_table(result.records, "rows the trigger wrote"))
     console.print(f"find_by_email({result.lookup_email!r}) through the GSI email-index:")
@@ -155,8 +227,13 @@ def local_demo(directory: Path | None) -> None:
         title = f"{backfill.email}: row after reconcile"
         console.print(render.record_detail(backfill.after, title))
     _show_invocations(stack)
+    dir_flag = _dir_flag(directory)
     console.print(
-        "Stop the stack with [bold]livekart-users local down[/bold] (or `make local-down`)."
+        f"See every row: [bold]livekart-users users list[/bold] (after loading "
+        f"[bold]livekart-users local env{dir_flag}[/bold] into your shell). Stop the stack: "
+        f"[bold]livekart-users local down{dir_flag}[/bold] (add --wipe to delete its data).",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

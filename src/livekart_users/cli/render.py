@@ -94,12 +94,13 @@ def print_status(console: Console, status: Any) -> None:
     table.add_column("endpoint")
     names = {
         "dynamodb": ("DynamoDB Local", "dynamodb"),
-        "cognito": ("cognito-local", "cognito-idp"),
+        "cognito": ("Cognito (a proxy: one write at a time)", "cognito-idp"),
+        "cognito-local": ("cognito-local (behind the proxy)", "cognito-local"),
         "endpoint": ("Lambda Invoke endpoint", "lambda"),
     }
     for service, (label, key) in names.items():
         state = "[green]running[/green]" if status.running.get(service) else "[red]stopped[/red]"
-        table.add_row(label, state, status.endpoints[key])
+        table.add_row(label, state, status.endpoints.get(key, "-"))
     console.print(table)
     if status.user_pool_id:
         console.print(

@@ -20,6 +20,10 @@ DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
 DEFAULT_ROLE = "livekart-cognito-trigger-role"
 POLICY_NAME = "livekart-users-trigger"
 PERMISSION_ID = "livekart-users-cognito-invoke"
+# The pool's triggers name this alias, never the bare function: deploy updates `$LATEST`,
+# publishes it as a version once it is complete, then moves the alias in one call, so Cognito
+# never invokes half-updated code (see docs/deploy.md, "No downtime").
+ALIAS = "live"
 HANDLER = "livekart_users.triggers.handler"
 RUNTIME = "python3.13"
 DEFAULT_ARCHITECTURE = "arm64"
@@ -27,7 +31,15 @@ DEFAULT_ARCHITECTURE = "arm64"
 TIMEOUT_SECONDS = 4
 MEMORY_MB = 256
 LOG_RETENTION_DAYS = 30
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy refuses others).
+RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
 OWNER_TAG = ("managed-by", "livekart-users")
+# The CloudFormation template tags its resources with the stack's name: `destroy` never
+# deletes what a stack owns (deleting the stack does, after `livekart-users detach`).
+STACK_TAG = "livekart-users:stack"
 FAILED_METRIC = METRIC_NAMES["failed"]
 TRIGGER_SLOTS = ("PostConfirmation", "PostAuthentication")
 # Lambda refuses these in a function's environment (the original guide set AWS_REGION).
@@ -96,6 +108,17 @@ class Target:
         return f"arn:{self.partition}:lambda:{self.region}:{self.account}:function:{self.function}"
 
     @property
+    def alias_arn(self) -> str:
+        """What the pool's triggers point at."""
+        return f"{self.function_arn}:{ALIAS}"
+
+    @property
+    def permission_id(self) -> str:
+        """One invoke-permission statement per pool, so pools sharing the function are
+        independent (statement ids allow letters, digits, - and _; a pool id has only those)."""
+        return f"{PERMISSION_ID}-{self.user_pool_id}"
+
+    @property
     def role_arn(self) -> str:
         return f"arn:{self.partition}:iam::{self.account}:role/{self.role}"
 
@@ -112,18 +135,17 @@ class Target:
         return f"{self.function}-failed-writes"
 
 
-def trust_policy() -> dict[str, Any]:
-    """Only Lambda may assume the role."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
+def trust_policy(account: str | None = None) -> dict[str, Any]:
+    """Only Lambda may assume the role; with `account`, only on behalf of this account
+    (the confused-deputy condition AWS recommends for service roles)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
     }
+    if account is not None:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def role_policy(target: Target) -> dict[str, Any]:
@@ -178,7 +200,7 @@ def function_settings(target: Target) -> dict[str, Any]:
 def invoke_permission(target: Target) -> dict[str, Any]:
     """Cognito, from this pool of this account only (the guide's wildcard account is a gap)."""
     return {
-        "StatementId": PERMISSION_ID,
+        "StatementId": target.permission_id,
         "Action": "lambda:InvokeFunction",
         "Principal": "cognito-idp.amazonaws.com",
         "SourceArn": target.pool_arn,

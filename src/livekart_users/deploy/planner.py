@@ -3,14 +3,21 @@
 Each step names a resource, an action (create / update / delete / no change) and the reason,
 and carries the exact API calls the executor will make. A dry run prints the steps; `apply`
 hands the same plan to the executor. `plan_destroy` is "deploy nothing": remove what is ours.
+
+The order of the steps is what keeps a live pool working (docs/deploy.md, "No downtime"): the
+pool names the function's alias `live`; `$LATEST` changes, is published, then the alias moves
+in one call; a permission is added before any is removed; the pool is detached before anything
+it names is deleted. One function may serve several pools, with one statement each.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from livekart_users import aws
 from livekart_users.deploy import models, pool
@@ -62,6 +69,17 @@ def _tagged(tags: Mapping[str, str] | None) -> bool:
     return (tags or {}).get(OWNER_TAG[0]) == OWNER_TAG[1]
 
 
+def _tag_map(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}
+
+
+def _stack_of(tags: Mapping[str, str] | None) -> str | None:
+    """The CloudFormation stack that owns a resource (CloudFormation tags what it creates
+    `aws:cloudformation:stack-name`; our template adds `STACK_TAG`, which IAM roles keep too)."""
+    tags = tags or {}
+    return tags.get("aws:cloudformation:stack-name") or tags.get(models.STACK_TAG)
+
+
 def _tag_list() -> list[dict[str, str]]:
     return [{"Key": OWNER_TAG[0], "Value": OWNER_TAG[1]}]
 
@@ -76,23 +94,30 @@ def _differences(actual: Mapping[str, Any], desired: Mapping[str, Any]) -> list[
 def plan_deploy(
     target: Target, clients: Clients, *, force: bool = False, code: bytes | None = None
 ) -> Plan:
-    """Every step that makes the account match `target`; reads only."""
+    """Every step that makes the account match `target`; reads only.
+
+    The order is what keeps a live pool working: the function is complete (code, settings,
+    published version, invoke permission) before the pool names it, and a statement or a
+    version the pool may still use is removed only after the pool has moved off it.
+    """
     if code is None:
         from livekart_users.deploy import package
 
         code = package.build_zip(target.architecture).data
     models.environment(target)  # validates the extra-fields setting before anything else
     settings = pool.describe(clients.cognito, target.user_pool_id)
+    bare = cognito_statements(clients, target)
+    function_steps, moved = _function_steps(target, clients, code, settings, force)
     steps = [
         *_table_steps(target, clients),
         *_log_group_steps(target, clients),
         *_role_steps(target, clients),
-        *_function_steps(target, clients, code),
-        *_permission_steps(target, clients),
+        *function_steps,
         *_alarm_steps(target, clients),
     ]
-    trigger_step, refused = _trigger_step(target, clients, settings, force)
+    trigger_step, refused = _trigger_step(target, clients, settings, force, moved)
     steps.append(trigger_step)
+    steps += _bare_permission_cleanup(target, bare)
     return Plan(target, steps, refused)
 
 
@@ -104,6 +129,18 @@ def _enable_point_in_time_recovery(target: Target) -> Call:
             "TableName": target.table,
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
         },
+    )
+
+
+def _wait_table(target: Target) -> Call:
+    # One UpdateTable at a time: "while it's UPDATING, you can't issue another UpdateTable
+    # request" (DynamoDB developer guide), and a new GSI must have started backfilling.
+    return Call("dynamodb", "wait_table", {"TableName": target.table})
+
+
+def _update_table(target: Target, **changes: Any) -> tuple[Call, Call]:
+    return _wait_table(target), Call(
+        "dynamodb", "update_table", {"TableName": target.table, **changes}
     )
 
 
@@ -119,7 +156,7 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
                 "no table of that name",
                 (
                     Call("dynamodb", "create_table", spec),
-                    Call("dynamodb", "wait_table", {"TableName": target.table}),
+                    _wait_table(target),
                     _enable_point_in_time_recovery(target),
                 ),
             )
@@ -131,6 +168,17 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
     } not in table.get("AttributeDefinitions", []):
         raise TableKeyMismatch(target.table, table.get("KeySchema"))
     steps: list[Step] = []
+    billing = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    if billing != "PAY_PER_REQUEST":
+        # First: on a PROVISIONED table a new GSI would need its own ProvisionedThroughput.
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                f"billing mode {billing} → PAY_PER_REQUEST (on-demand)",
+                _update_table(target, BillingMode="PAY_PER_REQUEST"),
+            )
+        )
     indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
     index = indexes.get(EMAIL_INDEX)
     wanted_index = spec["GlobalSecondaryIndexes"][0]
@@ -139,17 +187,11 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
             Step(
                 f"{name} GSI {EMAIL_INDEX}",
                 CREATE,
-                "the email index is missing",
-                (
-                    Call(
-                        "dynamodb",
-                        "update_table",
-                        {
-                            "TableName": target.table,
-                            "AttributeDefinitions": spec["AttributeDefinitions"],
-                            "GlobalSecondaryIndexUpdates": [{"Create": wanted_index}],
-                        },
-                    ),
+                "the email index is missing (built in the background: the table stays usable)",
+                _update_table(
+                    target,
+                    AttributeDefinitions=spec["AttributeDefinitions"],
+                    GlobalSecondaryIndexUpdates=[{"Create": wanted_index}],
                 ),
             )
         )
@@ -161,35 +203,13 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
             f"table {target.table} has an index {EMAIL_INDEX} that is not on email with "
             "projection ALL: drop it or use another table (--table); deploy never replaces one"
         )
-    billing = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
-    if billing != "PAY_PER_REQUEST":
-        steps.append(
-            Step(
-                name,
-                UPDATE,
-                f"billing mode {billing} → PAY_PER_REQUEST (on-demand)",
-                (
-                    Call(
-                        "dynamodb",
-                        "update_table",
-                        {"TableName": target.table, "BillingMode": "PAY_PER_REQUEST"},
-                    ),
-                ),
-            )
-        )
     if not table.get("DeletionProtectionEnabled"):
         steps.append(
             Step(
                 name,
                 UPDATE,
                 "deletion protection off → on",
-                (
-                    Call(
-                        "dynamodb",
-                        "update_table",
-                        {"TableName": target.table, "DeletionProtectionEnabled": True},
-                    ),
-                ),
+                _update_table(target, DeletionProtectionEnabled=True),
             )
         )
     backups = clients.dynamodb.describe_continuous_backups(TableName=target.table)
@@ -203,8 +223,8 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
                 (_enable_point_in_time_recovery(target),),
             )
         )
-    tags = clients.dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
-    if not _tagged({t["Key"]: t["Value"] for t in tags}):
+    tags = _table_tags(clients, table)
+    if not _tagged(_tag_map(tags)):
         steps.append(
             Step(
                 name,
@@ -220,6 +240,11 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
             )
         )
     return steps or [Step(name, NO_CHANGE, "key, index, billing and protection as they should be")]
+
+
+def _table_tags(clients: Clients, table: Mapping[str, Any]) -> list[dict[str, str]]:
+    answer = clients.dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])
+    return list(answer.get("Tags", []))
 
 
 def _log_group_steps(target: Target, clients: Clients) -> list[Step]:
@@ -272,7 +297,9 @@ def _role_steps(target: Target, clients: Clients) -> list[Step]:
                         "create_role",
                         {
                             "RoleName": target.role,
-                            "AssumeRolePolicyDocument": json.dumps(models.trust_policy()),
+                            "AssumeRolePolicyDocument": json.dumps(
+                                models.trust_policy(target.account)
+                            ),
                             "Description": "livekart-users Cognito trigger",
                             "Tags": _tag_list(),
                         },
@@ -292,22 +319,19 @@ def _role_steps(target: Target, clients: Clients) -> list[Step]:
         ]
     role = found["Role"]
     steps: list[Step] = []
-    if models.normalise_policy(role["AssumeRolePolicyDocument"]) != models.normalise_policy(
-        models.trust_policy()
-    ):
+    trust = trust_update(role["AssumeRolePolicyDocument"], target.account)
+    if trust is not None:
         steps.append(
             Step(
                 name,
                 UPDATE,
-                "trust policy → lambda.amazonaws.com only",
+                "trust policy → lambda.amazonaws.com only, for account "
+                f"{target.account} (conditions and Deny statements already there are kept)",
                 (
                     Call(
                         "iam",
                         "update_assume_role_policy",
-                        {
-                            "RoleName": target.role,
-                            "PolicyDocument": json.dumps(models.trust_policy()),
-                        },
+                        {"RoleName": target.role, "PolicyDocument": json.dumps(trust)},
                     ),
                 ),
             )
@@ -380,50 +404,309 @@ def _role_steps(target: Target, clients: Clients) -> list[Step]:
     return steps or [Step(name, NO_CHANGE, "trust and policy as they should be")]
 
 
-def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]:
-    from livekart_users.deploy import package
+def trust_update(document: Any, account: str) -> dict[str, Any] | None:
+    """The trust policy deploy writes, or None when the role's is already right.
 
-    name = f"function {target.function}"
+    Right means: Lambda is the only principal allowed, and only on behalf of this account
+    (`aws:SourceAccount`, the confused-deputy condition). What an operator added to narrow it
+    further — other conditions on Lambda's statement, Deny statements — is kept.
+    """
+    if isinstance(document, str):
+        document = json.loads(unquote(document))
+    found = document.get("Statement", []) if isinstance(document, dict) else []
+    statements = [s for s in (found if isinstance(found, list) else [found]) if isinstance(s, dict)]
+    wanted = models.trust_policy(account)["Statement"][0]
+    denies = [s for s in statements if s.get("Effect") == "Deny"]
+    lambdas = [
+        s
+        for s in statements
+        if s.get("Effect") == "Allow"
+        and models.normalise_policy({"P": s.get("Principal"), "A": s.get("Action")})
+        == models.normalise_policy({"P": wanted["Principal"], "A": wanted["Action"]})
+    ]
+    condition = copy.deepcopy(lambdas[0].get("Condition") or {}) if lambdas else {}
+    has_account = any(
+        key.lower() == "aws:sourceaccount" and account in ([v] if isinstance(v, str) else v)
+        for operator in condition.values()
+        for key, v in (operator or {}).items()
+    )
+    if not has_account:
+        for operator in condition.values():
+            for key in [k for k in operator or {} if k.lower() == "aws:sourceaccount"]:
+                del operator[key]  # another account's: it would stop Lambda assuming the role
+        condition.setdefault("StringEquals", {})["aws:SourceAccount"] = account
+    statement = {k: v for k, v in wanted.items() if k != "Condition"}
+    statement["Condition"] = {k: v for k, v in condition.items() if v}
+    desired = {"Version": "2012-10-17", "Statement": [statement, *denies]}
+    if len(lambdas) == 1 and has_account and len(statements) == 1 + len(denies):
+        return None
+    return desired
+
+
+# --- the function, its alias and who may invoke it ------------------------------------------
+
+
+class SharedFunctionConflict(LivekartUsersError):
+    """The function serves other pools with settings this deploy would change."""
+
+    def __init__(self, target: Target, pools: list[str], differences: list[str]) -> None:
+        super().__init__(
+            f"function {target.function} also serves pool {', '.join(pools)}, and this deploy "
+            f"would change its settings for them too ({'; '.join(differences)}). Nothing was "
+            "changed: give this pool its own function, role and table (--function-name, "
+            "--role-name, --table), or deploy with the same settings"
+        )
+
+
+class BareFunctionInUse(LivekartUsersError):
+    """Another pool may invoke the function's $LATEST, which this deploy would change."""
+
+    def __init__(self, target: Target, pools: list[str]) -> None:
+        super().__init__(
+            f"function {target.function} may be invoked directly (not through its alias "
+            f"{models.ALIAS}) by pool {', '.join(pools)}, and this deploy changes its code or "
+            f"configuration: run `livekart-users deploy --user-pool-id {pools[0]}` first (it "
+            f"moves that pool onto the alias {models.ALIAS}), then this one"
+        )
+
+
+@dataclass(frozen=True)
+class FunctionState:
+    """The function as it is: `$LATEST` (with tags), the alias and the version it names."""
+
+    latest: Mapping[str, Any] | None
+    alias: Mapping[str, Any] | None
+    live: Mapping[str, Any] | None
+
+    @classmethod
+    def read(cls, clients: Clients, target: Target) -> FunctionState:
+        lam = clients.lambda_
+        latest = aws.unless_missing(lambda: lam.get_function(FunctionName=target.function))
+        if latest is None:
+            return cls(None, None, None)
+        alias = aws.unless_missing(
+            lambda: lam.get_alias(FunctionName=target.function, Name=models.ALIAS)
+        )
+        live = None
+        if alias is not None:
+            live = lam.get_function_configuration(
+                FunctionName=target.function, Qualifier=models.ALIAS
+            )
+        return cls(latest, alias, live)
+
+
+def _pool_of(statement: Mapping[str, Any]) -> str | None:
+    """The pool id a Cognito statement names ("*" when it names none or a wildcard)."""
+    sources = [
+        v
+        for operator in (statement.get("Condition") or {}).values()
+        for key, value in (operator or {}).items()
+        if key.lower() == "aws:sourcearn"
+        for v in ([value] if isinstance(value, str) else value)
+    ]
+    if len(sources) != 1 or "/" not in sources[0]:
+        return "*"
+    pool_id = sources[0].rsplit("/", 1)[1]
+    return "*" if "*" in pool_id or "?" in pool_id else pool_id
+
+
+def cognito_statements(
+    clients: Clients, target: Target, qualifier: str | None = None
+) -> list[dict[str, Any]]:
+    """The statements letting Cognito invoke the function (or its alias `qualifier`)."""
+    kwargs = {"FunctionName": target.function}
+    if qualifier:
+        kwargs["Qualifier"] = qualifier
+    answer = aws.unless_missing(lambda: clients.lambda_.get_policy(**kwargs))
+    if answer is None:
+        return []
+    arn = target.function_arn + (f":{qualifier}" if qualifier else "")
+    statements = json.loads(answer["Policy"]).get("Statement", [])
+    return [
+        s
+        for s in statements
+        if (s.get("Principal") or {}).get("Service") == "cognito-idp.amazonaws.com"
+        # Each qualifier has its own policy on AWS; keep only this one's (moto shares them).
+        and s.get("Resource", arn) == arn
+    ]
+
+
+def permission_is_exact(statement: Mapping[str, Any], target: Target) -> bool:
+    condition = statement.get("Condition") or {}
+    return (
+        str(statement.get("Sid", "")).startswith(target.permission_id)
+        and statement.get("Effect") == "Allow"
+        and statement.get("Action") == "lambda:InvokeFunction"
+        and (condition.get("ArnLike") or {}).get("AWS:SourceArn") == target.pool_arn
+        and (condition.get("StringEquals") or {}).get("AWS:SourceAccount") == target.account
+    )
+
+
+def _code_differences(
+    config: Mapping[str, Any], target: Target, sha: str
+) -> tuple[list[str], list[str]]:
+    """What differs in a function configuration: (code, settings)."""
     wanted = models.function_settings(target)
-    found = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=target.function))
-    if found is None:
-        return [
+    code: list[str] = []
+    if config.get("CodeSha256") != sha:
+        code.append(f"code {config.get('CodeSha256')} → {sha}")
+    if config.get("Architectures") != wanted["Architectures"]:
+        code.append(f"architecture {config.get('Architectures')} → {wanted['Architectures']}")
+    actual = {
+        **config,
+        "Environment": {"Variables": (config.get("Environment") or {}).get("Variables", {})},
+    }
+    settings = {k: v for k, v in wanted.items() if k != "Architectures"}
+    return code, _differences(actual, settings)
+
+
+def _release(target: Target, sha: str, *, alias_exists: bool) -> Call:
+    return Call(
+        "lambda_",
+        "release",
+        {"FunctionName": target.function, "CodeSha256": sha, "alias_exists": alias_exists},
+    )
+
+
+def _add_permission(target: Target, statement_id: str) -> Call:
+    wanted = {**models.invoke_permission(target), "StatementId": statement_id}
+    return Call(
+        "lambda_",
+        "add_permission",
+        {"FunctionName": target.function, "Qualifier": models.ALIAS, **wanted},
+    )
+
+
+def _alias_permission_steps(
+    target: Target, statements: list[dict[str, Any]]
+) -> tuple[list[Step], list[Step]]:
+    """(add, remove): this pool's exact statement on the alias is added before any other
+    statement for this pool is removed, so Cognito may invoke at every moment."""
+    name = f"invoke permission {target.permission_id}"
+    exact = [s for s in statements if permission_is_exact(s, target)]
+    mine = [s for s in statements if _pool_of(s) == target.user_pool_id and s not in exact]
+    add: list[Step] = []
+    if not exact:
+        taken = {str(s.get("Sid")) for s in statements}
+        sid = next(
+            sid
+            for n in range(1, 100)
+            if (sid := target.permission_id + ("" if n == 1 else f"-{n}")) not in taken
+        )
+        add.append(
             Step(
                 name,
                 CREATE,
-                f"{models.RUNTIME}, {target.architecture}, "
-                f"{models.TIMEOUT_SECONDS} s, {models.MEMORY_MB} MB, {len(code):,} byte zip",
-                (
-                    Call(
-                        "lambda_",
-                        "create_function",
-                        {
-                            "FunctionName": target.function,
-                            **wanted,
-                            "Code": {"ZipFile": code},
-                            "PackageType": "Zip",
-                            "Description": "livekart-users: Cognito → DynamoDB users table",
-                            "Tags": dict([OWNER_TAG]),
-                        },
-                    ),
-                    Call("lambda_", "wait_function", {"FunctionName": target.function}),
-                ),
+                f"cognito-idp.amazonaws.com may invoke {target.function}:{models.ALIAS} from "
+                f"{target.pool_arn}, account {target.account} only (without it every sign-up "
+                "fails with AccessDeniedException)",
+                (_add_permission(target, sid),),
             )
-        ]
-    config = found["Configuration"]
-    steps: list[Step] = []
+        )
+    remove = [
+        Step(
+            f"invoke permission {s.get('Sid')} ({models.ALIAS})",
+            DELETE,
+            f"lets Cognito invoke for {target.user_pool_id} more broadly than the statement "
+            "above (removed after it was added)",
+            (
+                Call(
+                    "lambda_",
+                    "remove_permission",
+                    {
+                        "FunctionName": target.function,
+                        "Qualifier": models.ALIAS,
+                        "StatementId": s.get("Sid"),
+                    },
+                ),
+            ),
+        )
+        for s in mine
+    ]
+    return add, remove
+
+
+def _bare_permission_cleanup(target: Target, statements: list[dict[str, Any]]) -> list[Step]:
+    """Statements of the bare function for this pool: unused once the pool names the alias
+    (the guide's wildcard-account `AllowCognitoInvoke`, or an older deploy's)."""
+    return [
+        Step(
+            f"invoke permission {s.get('Sid')}",
+            DELETE,
+            f"on the bare function, for {target.user_pool_id}: the pool now invokes the alias "
+            f"{models.ALIAS} (removed only after the pool was moved)",
+            (
+                Call(
+                    "lambda_",
+                    "remove_permission",
+                    {"FunctionName": target.function, "StatementId": s.get("Sid")},
+                ),
+            ),
+        )
+        for s in statements
+        if _pool_of(s) == target.user_pool_id
+    ]
+
+
+def _function_steps(
+    target: Target,
+    clients: Clients,
+    code: bytes,
+    settings: pool.PoolSettings,
+    force: bool,
+) -> tuple[list[Step], list[str]]:
+    """The function's steps, in an order that never lets the pool invoke a half-updated
+    function; and the trigger slots already moved onto the alias by them."""
+    from livekart_users.deploy import package
+
+    name = f"function {target.function}"
     sha = package.code_sha256_b64(code)
-    if config.get("CodeSha256") != sha or config.get("Architectures") != wanted["Architectures"]:
-        steps.append(
+    state = FunctionState.read(clients, target)
+    alias_statements = (
+        cognito_statements(clients, target, models.ALIAS) if state.alias is not None else []
+    )
+    add, remove = _alias_permission_steps(target, alias_statements)
+    if state.latest is None:
+        wanted = models.function_settings(target)
+        create = Step(
+            name,
+            CREATE,
+            f"{models.RUNTIME}, {target.architecture}, "
+            f"{models.TIMEOUT_SECONDS} s, {models.MEMORY_MB} MB, {len(code):,} byte zip",
+            (
+                Call(
+                    "lambda_",
+                    "create_function",
+                    {
+                        "FunctionName": target.function,
+                        **wanted,
+                        "Code": {"ZipFile": code},
+                        "PackageType": "Zip",
+                        "Description": "livekart-users: Cognito → DynamoDB users table",
+                        "Tags": dict([OWNER_TAG]),
+                    },
+                ),
+                Call("lambda_", "wait_function_active", {"FunctionName": target.function}),
+            ),
+        )
+        release = Step(
+            f"{name}:{models.ALIAS}",
+            CREATE,
+            f"publish the new code as a version; alias {models.ALIAS} names it",
+            (_release(target, sha, alias_exists=False),),
+        )
+        return [create, release, *add, *remove], []
+
+    config = state.latest["Configuration"]
+    code_diff, settings_diff = _code_differences(config, target, sha)
+    _refuse_shared_change(target, clients, state, alias_statements, sha)
+    latest: list[Step] = []
+    if code_diff:
+        latest.append(
             Step(
                 name,
                 UPDATE,
-                "code "
-                + (
-                    f"{config.get('CodeSha256')} → {sha}"
-                    if config.get("CodeSha256") != sha
-                    else f"architecture {config.get('Architectures')} → {wanted['Architectures']}"
-                ),
+                "; ".join(code_diff) + f" ($LATEST: the pool runs the alias {models.ALIAS})",
                 (
                     Call(
                         "lambda_",
@@ -431,37 +714,35 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
                         {
                             "FunctionName": target.function,
                             "ZipFile": code,
-                            "Architectures": wanted["Architectures"],
+                            "Architectures": [target.architecture],
                         },
                     ),
-                    Call("lambda_", "wait_function", {"FunctionName": target.function}),
+                    Call("lambda_", "wait_function_updated", {"FunctionName": target.function}),
                 ),
             )
         )
-    actual = {
-        **config,
-        "Environment": {"Variables": (config.get("Environment") or {}).get("Variables", {})},
-    }
-    settings = {k: v for k, v in wanted.items() if k != "Architectures"}
-    diff = _differences(actual, settings)
-    if diff:
-        steps.append(
+    if settings_diff:
+        wanted = models.function_settings(target)
+        latest.append(
             Step(
                 name,
                 UPDATE,
-                "; ".join(diff),
+                "; ".join(settings_diff),
                 (
                     Call(
                         "lambda_",
                         "update_function_configuration",
-                        {"FunctionName": target.function, **settings},
+                        {
+                            "FunctionName": target.function,
+                            **{k: v for k, v in wanted.items() if k != "Architectures"},
+                        },
                     ),
-                    Call("lambda_", "wait_function", {"FunctionName": target.function}),
+                    Call("lambda_", "wait_function_updated", {"FunctionName": target.function}),
                 ),
             )
         )
-    if not _tagged(found.get("Tags")):
-        steps.append(
+    if not _tagged(state.latest.get("Tags")):
+        latest.append(
             Step(
                 name,
                 UPDATE,
@@ -475,84 +756,100 @@ def _function_steps(target: Target, clients: Clients, code: bytes) -> list[Step]
                 ),
             )
         )
-    return steps or [Step(name, NO_CHANGE, "code and configuration as they should be")]
-
-
-def _cognito_statements(clients: Clients, target: Target) -> list[dict[str, Any]]:
-    answer = aws.unless_missing(lambda: clients.lambda_.get_policy(FunctionName=target.function))
-    if answer is None:
-        return []
-    statements = json.loads(answer["Policy"]).get("Statement", [])
-    return [
-        s
-        for s in statements
-        if (s.get("Principal") or {}).get("Service") == "cognito-idp.amazonaws.com"
-    ]
-
-
-def permission_is_exact(statement: Mapping[str, Any], target: Target) -> bool:
-    condition = statement.get("Condition") or {}
-    return (
-        statement.get("Sid") == models.PERMISSION_ID
-        and statement.get("Effect") == "Allow"
-        and statement.get("Action") == "lambda:InvokeFunction"
-        and (condition.get("ArnLike") or {}).get("AWS:SourceArn") == target.pool_arn
-        and (condition.get("StringEquals") or {}).get("AWS:SourceAccount") == target.account
+    changes_code = bool(code_diff or settings_diff)
+    live_code, live_settings = (
+        _code_differences(state.live, target, sha) if state.live is not None else (["-"], [])
     )
-
-
-def _permission_steps(target: Target, clients: Clients) -> list[Step]:
-    name = f"invoke permission {models.PERMISSION_ID}"
-    wanted = models.invoke_permission(target)
-    add = Call("lambda_", "add_permission", {"FunctionName": target.function, **wanted})
-    statements = _cognito_statements(clients, target)
+    live_diff = live_code + live_settings
     steps: list[Step] = []
-    ours = next((s for s in statements if s.get("Sid") == models.PERMISSION_ID), None)
-    for other in statements:
-        if other is not ours:
+    moved: list[str] = []
+    config_now = settings.lambda_config
+    on_bare = [
+        s
+        for s in models.TRIGGER_SLOTS
+        if config_now.get(s) in (target.function_arn, f"{target.function_arn}:$LATEST")
+    ]
+    if on_bare and changes_code:
+        # The pool runs $LATEST, which is about to change: first freeze what it runs now into
+        # a version, let Cognito invoke the alias naming it, and move the pool there.
+        if state.alias is None:
             steps.append(
                 Step(
-                    f"invoke permission {other.get('Sid')}",
-                    DELETE,
-                    "lets Cognito invoke from a pool or account other than exactly "
-                    f"{target.user_pool_id} in {target.account}",
-                    (
-                        Call(
-                            "lambda_",
-                            "remove_permission",
-                            {"FunctionName": target.function, "StatementId": other.get("Sid")},
-                        ),
-                    ),
+                    f"{name}:{models.ALIAS}",
+                    CREATE,
+                    f"publish the code the pool runs now ({config.get('Runtime')}) as a "
+                    f"version; alias {models.ALIAS} names it, so $LATEST can change while "
+                    "the pool keeps running it",
+                    (_release(target, str(config.get("CodeSha256")), alias_exists=False),),
                 )
             )
-    if ours is None:
+        steps += add
+        add = []
         steps.append(
             Step(
-                name,
-                CREATE,
-                f"cognito-idp.amazonaws.com from {target.pool_arn}, "
-                f"account {target.account} (without it every sign-up fails with "
-                "AccessDeniedException)",
-                (add,),
-            )
-        )
-    elif not permission_is_exact(ours, target):
-        steps.append(
-            Step(
-                name,
+                f"user pool {target.user_pool_id} triggers",
                 UPDATE,
-                f"source → exactly {target.pool_arn}, account {target.account}",
+                f"{', '.join(on_bare)} → {target.function}:{models.ALIAS} (the same code, "
+                "before it changes); every other setting sent back unchanged",
                 (
                     Call(
-                        "lambda_",
-                        "remove_permission",
-                        {"FunctionName": target.function, "StatementId": models.PERMISSION_ID},
+                        "pool",
+                        "attach",
+                        {"slots": tuple(on_bare), "function_arn": target.alias_arn, "force": False},
                     ),
-                    add,
                 ),
             )
         )
-    return steps or [Step(name, NO_CHANGE, f"Cognito from {target.user_pool_id} only")]
+        moved = on_bare
+    steps += latest
+    if changes_code or live_diff:
+        steps.append(
+            Step(
+                f"{name}:{models.ALIAS}",
+                UPDATE if state.alias is not None or moved else CREATE,
+                f"publish the updated function as a version, then move alias {models.ALIAS} "
+                "to it in one call: Cognito switches from the old code to the new at once",
+                (_release(target, sha, alias_exists=state.alias is not None or bool(moved)),),
+            )
+        )
+    steps += add + remove
+    if not steps:
+        steps.append(
+            Step(
+                name,
+                NO_CHANGE,
+                f"code and configuration as they should be, alias {models.ALIAS} names them",
+            )
+        )
+    return steps, moved
+
+
+def _refuse_shared_change(
+    target: Target,
+    clients: Clients,
+    state: FunctionState,
+    alias_statements: list[dict[str, Any]],
+    sha: str,
+) -> None:
+    """One function may serve several pools (one permission statement each), but then it has
+    one table and one configuration: a deploy for one pool must not change it for another."""
+    others = sorted(
+        {p for s in alias_statements if (p := _pool_of(s)) not in (None, "*", target.user_pool_id)}
+    )
+    if others and state.live is not None:
+        _, settings_diff = _code_differences(state.live, target, sha)
+        variables = [d for d in settings_diff if d.startswith(("Environment", "Role"))]
+        if variables:
+            raise SharedFunctionConflict(target, others, variables)
+    bare = [
+        p
+        for s in cognito_statements(clients, target)
+        if (p := _pool_of(s)) not in (None, "*", target.user_pool_id)
+    ]
+    assert state.latest is not None
+    code_diff, settings_diff = _code_differences(state.latest["Configuration"], target, sha)
+    if bare and (code_diff or settings_diff):
+        raise BareFunctionInUse(target, sorted(set(bare)))
 
 
 def _alarm_steps(target: Target, clients: Clients) -> list[Step]:
@@ -577,29 +874,43 @@ def _alarm_steps(target: Target, clients: Clients) -> list[Step]:
 
 
 def _trigger_step(
-    target: Target, clients: Clients, settings: pool.PoolSettings, force: bool
+    target: Target, clients: Clients, settings: pool.PoolSettings, force: bool, moved: list[str]
 ) -> tuple[Step, dict[str, str]]:
+    """Attach every slot that is free or ours; a slot another function holds is refused
+    (replaced with `force`) — and the others are attached all the same."""
     name = f"user pool {target.user_pool_id} triggers"
     slots = models.TRIGGER_SLOTS
     config = settings.lambda_config
     foreign = pool.foreign_slots(settings, slots, target.function_arn)
-    pending = [s for s in slots if config.get(s) != target.function_arn]
-    attach = Call("pool", "attach", {"force": force})
-    if foreign and not force:
-        owners = ", ".join(f"{s} is {arn}" for s, arn in sorted(foreign.items()))
-        return Step(name, NO_CHANGE, f"refused: {owners}; re-run with --force to replace"), foreign
+    refused = {} if force else foreign
+    pending = [
+        s
+        for s in slots
+        if config.get(s) != target.alias_arn and s not in refused and s not in moved
+    ]
+    held = "".join(
+        f"; refused: {s} is {arn} (--force replaces it)" for s, arn in sorted(refused.items())
+    )
     if pending:
         # Refuses now, in the plan, a pool whose settings UpdateUserPool would reset.
         pool.update_request(clients.cognito, settings, config)
-        replaced = "".join(f"; replaces {arn}" for arn in foreign.values())
+        replaced = "".join(f"; replaces {foreign[s]}" for s in pending if s in foreign)
         return Step(
             name,
             UPDATE,
-            f"{', '.join(pending)} → {target.function}, every other "
-            f"setting sent back unchanged{replaced}",
-            (attach,),
-        ), {}
-    return Step(name, NO_CHANGE, f"{' and '.join(slots)} → {target.function}"), {}
+            f"{', '.join(pending)} → {target.function}:{models.ALIAS}, every other "
+            f"setting sent back unchanged{replaced}{held}",
+            (
+                Call(
+                    "pool",
+                    "attach",
+                    {"slots": tuple(pending), "function_arn": target.alias_arn, "force": force},
+                ),
+            ),
+        ), refused
+    done = [s for s in slots if s not in refused]
+    shown = f"{' and '.join(done)} → {target.function}:{models.ALIAS}" if done else "nothing"
+    return Step(name, NO_CHANGE, f"{shown}{held}"), refused
 
 
 # --- destroy ---------------------------------------------------------------------------------
@@ -608,7 +919,9 @@ def _trigger_step(
 def plan_destroy(
     target: Target, clients: Clients, *, delete_table: bool = False, delete_logs: bool = False
 ) -> Plan:
-    """Remove what deploy made or adopted (tagged as ours); keep the data unless told."""
+    """Remove what deploy made or adopted (tagged as ours) for this pool; keep the data unless
+    told, keep what still serves another pool, and never touch what a CloudFormation stack
+    owns. The pool is detached first: nothing it may invoke is deleted before."""
     steps: list[Step] = []
     settings = pool.describe(clients.cognito, target.user_pool_id)
     ours = [
@@ -629,27 +942,54 @@ def plan_destroy(
     function = aws.unless_missing(
         lambda: clients.lambda_.get_function(FunctionName=target.function)
     )
-    function_is_ours = function is not None and _tagged(function.get("Tags"))
-    statements = _cognito_statements(clients, target) if function_is_ours else []
-    if any(s.get("Sid") == models.PERMISSION_ID for s in statements):
+    stack = _stack_of(function.get("Tags")) if function is not None else None
+    if function is not None and stack:
+        steps.append(_stack_owned(f"function {target.function}", stack))
+        return Plan(target, steps)
+    if function is None or not _tagged(function.get("Tags")):
+        return Plan(target, steps + _kept_data(target, clients, delete_table, delete_logs))
+    has_alias = (
+        aws.unless_missing(
+            lambda: clients.lambda_.get_alias(FunctionName=target.function, Name=models.ALIAS)
+        )
+        is not None
+    )
+    others: set[str] = set()
+    for qualifier in ([models.ALIAS] if has_alias else []) + [None]:
+        for statement in cognito_statements(clients, target, qualifier):
+            pool_id = _pool_of(statement)
+            if pool_id != target.user_pool_id:
+                others.add(str(pool_id))
+                continue
+            params: dict[str, Any] = {
+                "FunctionName": target.function,
+                "StatementId": statement.get("Sid"),
+            }
+            if qualifier:
+                params["Qualifier"] = qualifier
+            steps.append(
+                Step(
+                    f"invoke permission {statement.get('Sid')}",
+                    DELETE,
+                    f"lets Cognito invoke from {target.user_pool_id} (detached above)",
+                    (Call("lambda_", "remove_permission", params),),
+                )
+            )
+    if others:
+        # One function serves several pools: what they share stays.
+        shown = ", ".join(sorted(others))
         steps.append(
             Step(
-                f"invoke permission {models.PERMISSION_ID}",
-                DELETE,
-                "ours",
-                (
-                    Call(
-                        "lambda_",
-                        "remove_permission",
-                        {"FunctionName": target.function, "StatementId": models.PERMISSION_ID},
-                    ),
-                ),
+                f"function {target.function}",
+                NO_CHANGE,
+                f"kept, with its role, alarm and logs: it still serves pool {shown}",
             )
         )
+        return Plan(target, steps + _kept_data(target, clients, delete_table, False))
     alarms = clients.cloudwatch.describe_alarms(AlarmNames=[target.alarm_name])["MetricAlarms"]
     if alarms:
         tags = clients.cloudwatch.list_tags_for_resource(ResourceARN=alarms[0]["AlarmArn"])
-        if _tagged({t["Key"]: t["Value"] for t in tags.get("Tags", [])}):
+        if _tagged(_tag_map(tags.get("Tags", []))) and not _stack_of(_tag_map(tags.get("Tags"))):
             steps.append(
                 Step(
                     f"alarm {target.alarm_name}",
@@ -658,17 +998,19 @@ def plan_destroy(
                     (Call("cloudwatch", "delete_alarms", {"AlarmNames": [target.alarm_name]}),),
                 )
             )
-    if function is not None and _tagged(function.get("Tags")):
-        steps.append(
-            Step(
-                f"function {target.function}",
-                DELETE,
-                "ours",
-                (Call("lambda_", "delete_function", {"FunctionName": target.function}),),
-            )
+    steps.append(
+        Step(
+            f"function {target.function}",
+            DELETE,
+            "ours (with its versions and alias)",
+            (Call("lambda_", "delete_function", {"FunctionName": target.function}),),
         )
+    )
     role = aws.unless_missing(lambda: clients.iam.get_role(RoleName=target.role))
-    if role is not None and _tagged({t["Key"]: t["Value"] for t in role["Role"].get("Tags", [])}):
+    role_tags = _tag_map(role["Role"].get("Tags", [])) if role is not None else {}
+    if role is not None and _tagged(role_tags) and _stack_of(role_tags):
+        steps.append(_stack_owned(f"role {target.role}", str(_stack_of(role_tags))))
+    elif role is not None and _tagged(role_tags):
         calls = [
             Call("iam", "delete_role_policy", {"RoleName": target.role, "PolicyName": p})
             for p in clients.iam.list_role_policies(RoleName=target.role)["PolicyNames"]
@@ -683,6 +1025,22 @@ def plan_destroy(
         ]
         calls.append(Call("iam", "delete_role", {"RoleName": target.role}))
         steps.append(Step(f"role {target.role}", DELETE, "ours", tuple(calls)))
+    return Plan(target, steps + _kept_data(target, clients, delete_table, delete_logs))
+
+
+def _stack_owned(resource: str, stack: str) -> Step:
+    return Step(
+        resource,
+        NO_CHANGE,
+        f"kept: CloudFormation stack {stack} owns it (delete the stack to remove it)",
+    )
+
+
+def _kept_data(
+    target: Target, clients: Clients, delete_table: bool, delete_logs: bool
+) -> list[Step]:
+    """The log group and the table: kept unless asked, and never a stack's."""
+    steps: list[Step] = []
     groups = clients.logs.describe_log_groups(logGroupNamePrefix=target.log_group)["logGroups"]
     if any(g["logGroupName"] == target.log_group for g in groups):
         steps.append(
@@ -700,7 +1058,12 @@ def plan_destroy(
             )
         )
     table = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
-    if table is not None:
+    if table is None:
+        return steps
+    stack = _stack_of(_tag_map(_table_tags(clients, table["Table"]))) if delete_table else None
+    if stack:
+        steps.append(_stack_owned(f"table {target.table}", stack))
+    elif delete_table:
         steps.append(
             Step(
                 f"table {target.table}",
@@ -715,11 +1078,55 @@ def plan_destroy(
                     Call("dynamodb", "delete_table", {"TableName": target.table}),
                 ),
             )
-            if delete_table
-            else Step(
+        )
+    else:
+        steps.append(
+            Step(
                 f"table {target.table}",
                 NO_CHANGE,
                 "kept: it holds user data (--delete-table removes it)",
             )
         )
-    return Plan(target, steps)
+    return steps
+
+
+# --- attach / detach (the step CloudFormation cannot take) --------------------------------------
+
+
+class CannotAttach(LivekartUsersError):
+    """Attaching would point the pool at a function that cannot serve it."""
+
+
+def attach_arn(clients: Clients, target: Target, *, allow_unmanaged: bool = False) -> str:
+    """The ARN the pool's triggers should name: the function's alias `live` if it has one (a
+    deploy's), else the function itself (a CloudFormation stack's). Refuses a function that
+    does not exist, one not managed by livekart-users unless `allow_unmanaged`, and one
+    Cognito may not invoke from this pool: each would fail every sign-up, or run someone
+    else's code."""
+    lam = clients.lambda_
+    found = aws.unless_missing(lambda: lam.get_function(FunctionName=target.function))
+    if found is None:
+        raise CannotAttach(
+            f"function {target.function} does not exist in {target.region}: attaching it would "
+            "fail every sign-up. Check --function-name, or create it first (`livekart-users "
+            "deploy`, or the CloudFormation template)"
+        )
+    if not _tagged(found.get("Tags")) and not allow_unmanaged:
+        raise CannotAttach(
+            f"function {target.function} is not managed by livekart-users (no tag "
+            f"{OWNER_TAG[0]}={OWNER_TAG[1]}): pass --allow-unmanaged to attach it anyway"
+        )
+    alias = aws.unless_missing(
+        lambda: lam.get_alias(FunctionName=target.function, Name=models.ALIAS)
+    )
+    qualifier = models.ALIAS if alias is not None else None
+    arn = target.alias_arn if qualifier else target.function_arn
+    statements = cognito_statements(clients, target, qualifier)
+    if not any(_pool_of(s) in (target.user_pool_id, "*") for s in statements):
+        raise CannotAttach(
+            f"Cognito may not invoke {arn.split(':function:', 1)[1]} from pool "
+            f"{target.user_pool_id}: attaching it would fail every sign-up with "
+            f"AccessDeniedException. Run `livekart-users deploy --user-pool-id "
+            f"{target.user_pool_id}` (or give the stack this pool's UserPoolId) first"
+        )
+    return arn

@@ -369,11 +369,19 @@ def foreign_slots(
 
 
 def attach(
-    cognito: Any, pool_id: str, function_arn: str, slots: tuple[str, ...], *, force: bool = False
+    cognito: Any,
+    pool_id: str,
+    function_arn: str,
+    slots: tuple[str, ...],
+    *,
+    force: bool = False,
+    owner_arn: str | None = None,
 ) -> list[str]:
-    """Point `slots` at the function, keeping every other setting; the slots changed."""
+    """Point `slots` at `function_arn` (a function, or its alias), keeping every other
+    setting; the slots changed. A slot naming `owner_arn` (the bare function, any of its
+    versions or aliases) is ours to move; any other function's is refused unless `force`."""
     settings = describe(cognito, pool_id)
-    foreign = foreign_slots(settings, slots, function_arn)
+    foreign = foreign_slots(settings, slots, owner_arn or function_arn)
     if foreign and not force:
         raise TriggerOwnedByOtherFunction(foreign)
     config = settings.lambda_config

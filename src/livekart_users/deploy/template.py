@@ -6,8 +6,11 @@ a `Ref` or an `Fn::Sub`. So there is one statement of least privilege, not two.
 
 What the template cannot do: attach the trigger to a pool the stack does not own
 (CloudFormation has no resource for one setting of an existing pool, and `UpdateUserPool`
-resets what it is not sent). That step is `livekart-users attach`, printed in the outputs.
-The table is created only when asked (it may already exist) and is retained on delete.
+resets what it is not sent). That step is `livekart-users attach`, printed in the outputs;
+its reverse, `livekart-users detach`, must run before the stack is deleted (deleting the
+function while the pool names it fails every sign-up). The table is created only when asked
+(it may already exist) and is retained on delete. Every resource carries the stack's name
+(`models.STACK_TAG`), so `destroy` never deletes what the stack owns.
 """
 
 from __future__ import annotations
@@ -21,31 +24,12 @@ from livekart_users.deploy import models
 from livekart_users.deploy.package import ARCHITECTURES
 from livekart_users.table import DEFAULT_TABLE
 
-# CloudWatch Logs accepts only these retention periods.
-RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+RETENTION_DAYS = models.RETENTION_DAYS
+# Not deploy's (nor the original guide's) names: CloudFormation does not adopt a resource that
+# already exists under its name, so creating the stack in an account that followed the guide
+# or ran `deploy` would fail on `livekart-post-confirmation-trigger` already existing.
+DEFAULT_FUNCTION = "livekart-users-stack-trigger"
+DEFAULT_ROLE = "livekart-users-stack-trigger-role"
 CREATE_TABLE = "ShouldCreateTable"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
 _PLACEHOLDERS = models.Target(
@@ -70,10 +54,21 @@ def attach_command() -> str:
     )
 
 
+def detach_command() -> str:
+    """The step before deleting the stack, with `Fn::Sub` placeholders."""
+    return (
+        "livekart-users detach --user-pool-id ${UserPoolId} --function-name ${FunctionName} "
+        "--region ${AWS::Region}"
+    )
+
+
 def build() -> dict[str, Any]:
     """The template as a dictionary."""
     target = _PLACEHOLDERS
-    tags = [{"Key": models.OWNER_TAG[0], "Value": models.OWNER_TAG[1]}]
+    tags = [
+        {"Key": models.OWNER_TAG[0], "Value": models.OWNER_TAG[1]},
+        {"Key": models.STACK_TAG, "Value": {"Ref": "AWS::StackName"}},
+    ]
     function = {
         **_cfn(models.function_settings(target)),
         "FunctionName": {"Ref": "FunctionName"},
@@ -97,7 +92,8 @@ def build() -> dict[str, Any]:
         "Description": (
             f"livekart-users {__version__}: the Cognito trigger that keeps a DynamoDB users "
             "table in step with a user pool. After the stack is created, attach it with the "
-            "AttachCommand output."
+            "AttachCommand output. Before deleting the stack, run the DetachCommand output: "
+            "deleting the function while the pool names it fails every sign-up."
         ),
         "Parameters": _parameters(),
         "Conditions": {
@@ -113,6 +109,7 @@ def build() -> dict[str, Any]:
                 "UpdateReplacePolicy": "Retain",
                 "Properties": {
                     **_cfn(models.table_spec(target)),
+                    "Tags": tags,
                     "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
                 },
             },
@@ -131,7 +128,7 @@ def build() -> dict[str, Any]:
                 "Type": "AWS::IAM::Role",
                 "Properties": {
                     "RoleName": {"Ref": "RoleName"},
-                    "AssumeRolePolicyDocument": models.trust_policy(),
+                    "AssumeRolePolicyDocument": _cfn(models.trust_policy(target.account)),
                     "Policies": [
                         {
                             "PolicyName": models.POLICY_NAME,
@@ -151,13 +148,21 @@ def build() -> dict[str, Any]:
                 "Type": "AWS::Lambda::Permission",
                 "Properties": permission,
             },
-            "FailedWritesAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": alarm},
+            "FailedWritesAlarm": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {**alarm, "Tags": tags},
+            },
         },
         "Outputs": {
             "AttachCommand": {
                 "Description": "Run this once the stack is created: it attaches the trigger to "
                 "the pool, keeping every other pool setting",
                 "Value": {"Fn::Sub": attach_command()},
+            },
+            "DetachCommand": {
+                "Description": "Run this BEFORE deleting the stack: it empties the pool's "
+                "trigger slots that name the function, keeping every other pool setting",
+                "Value": {"Fn::Sub": detach_command()},
             },
             "FunctionArn": {"Value": {"Fn::GetAtt": ["Function", "Arn"]}},
             "RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}},
@@ -199,8 +204,8 @@ def _parameters() -> dict[str, Any]:
             "Default": DEFAULT_TABLE,
             "AllowedPattern": r"[a-zA-Z0-9_.-]{3,255}",
         },
-        "FunctionName": {"Type": "String", "Default": models.DEFAULT_FUNCTION},
-        "RoleName": {"Type": "String", "Default": models.DEFAULT_ROLE},
+        "FunctionName": {"Type": "String", "Default": DEFAULT_FUNCTION},
+        "RoleName": {"Type": "String", "Default": DEFAULT_ROLE},
         "Architecture": {
             "Type": "String",
             "Default": models.DEFAULT_ARCHITECTURE,

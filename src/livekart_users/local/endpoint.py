@@ -254,8 +254,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=4.0)
     parser.add_argument("--record", type=Path, required=True)
     args = parser.parse_args(argv)
+    warm_up()
     server = InvokeServer(args.port, args.function, args.timeout, args.record)
     server.serve_forever()
+
+
+def warm_up() -> None:
+    """Lambda's init phase, before the port opens (the stack waits for it to listen).
+
+    Without it, a burst of sign-ups just after `up` had every worker build its own clients
+    at once, under one GIL, inside the function's timeout (16 at once: 3 timed out).
+    """
+    import os
+
+    from livekart_users import aws, triggers
+    from livekart_users.table import DEFAULT_TABLE
+
+    _cognito()
+    # The handler's own client, built with the arguments its first invocation will use, so
+    # that every invocation finds it in the handler's cache.
+    triggers._users_table(
+        os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
+        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
+        aws.region(),
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The local stack: DynamoDB Local, cognito-local and our Lambda Invoke endpoint.
+"""The local stack: DynamoDB Local, cognito-local behind its proxy, and our Lambda endpoint.
 
 `up` starts whatever is not running, creates the table, the user pool (with an immutable
 `custom:role`) and its app client, and wires both triggers into cognito-local's config; it is
-idempotent. `down` stops every process `up` started. Everything lives in one folder
-(`.local-stack/` by default): process ids, logs, emulator data and the invocation record.
+idempotent, and a failed `up` stops what it started (and removes the folder if it made it).
+`down` stops every process `up` started, recognised by pid, start time and command line.
+Everything lives in one folder (`.local-stack/` by default), marked as a stack by `up`: the
+processes, logs, emulator data, the last good copy of cognito-local's files and the
+invocation record. `down --wipe` deletes only the stack's own entries in a marked folder.
 
 Clients reach the emulators only through the standard `AWS_ENDPOINT_URL_<SERVICE>` variables
 (`environment()`), so the code that runs here is the code that runs against AWS.
@@ -11,23 +14,44 @@ Clients reach the emulators only through the standard `AWS_ENDPOINT_URL_<SERVICE
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from livekart_users import aws
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import emulators, processes
+from livekart_users.local import emulators, pools, processes, runtimes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
 POOL_NAME = "livekart-users-local"
 CLIENT_NAME = "livekart-web"
-SERVICES = ("dynamodb", "endpoint", "cognito")
+# In starting order. "cognito" is the stack's Cognito endpoint: the proxy that lets one
+# write at a time through to cognito-local (see cognito_proxy), which listens on a port of
+# its own that only the proxy and the Lambda endpoint use.
+SERVICES = ("dynamodb", "endpoint", "cognito-local", "cognito")
+MARKER = ".livekart-local-stack"
+# Everything `up` may put in the stack's folder; `down --wipe` deletes these and nothing else.
+OWN_ENTRIES = frozenset(
+    {
+        MARKER,
+        "state.json",
+        "invocations.jsonl",
+        "dynamodb",
+        "cognito",
+        "backups",
+        *(f"{service}.log" for service in SERVICES),
+    }
+)
 # Cognito's limit is 5 s for the whole invocation; the function's own timeout sits below it.
 FUNCTION_TIMEOUT = 4.0
 CONFIRMATION_CODE = "123456"
@@ -86,10 +110,20 @@ class Status:
     client_id: str | None = None
     table: str | None = None
     started: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # what was restored before starting
 
     @property
     def all_running(self) -> bool:
         return all(self.running.values())
+
+
+@dataclass
+class Stopped:
+    """What `down` did."""
+
+    stopped: list[str]
+    wiped: bool = False
+    kept: list[str] = field(default_factory=list)  # entries of the folder that were not ours
 
 
 class LocalStack:
@@ -100,18 +134,33 @@ class LocalStack:
         self.dir = self.settings.directory.resolve()
         self.state_file = self.dir / "state.json"
         self.record_file = self.dir / "invocations.jsonl"
+        self.cognito_db = self.dir / "cognito" / ".cognito" / "db"
+        self.cognito_backup = self.dir / "backups" / "cognito-db"
 
     # --- state -------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
+        if not self.is_marked():
+            return {}
         try:
             return dict(json.loads(self.state_file.read_text()))
         except (OSError, ValueError):
             return {}
 
     def _save(self, state: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
+        try:
+            self.state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
+        except OSError as exc:
+            raise LocalStackError(
+                f"cannot write the stack's state in {self.dir}: {exc.strerror or exc}"
+            ) from None
+
+    def is_marked(self) -> bool:
+        """The folder was made (or adopted) by `local up` as a stack."""
+        return (self.dir / MARKER).is_file()
+
+    def _process(self, state: dict[str, Any], service: str) -> processes.Started | None:
+        return processes.Started.from_json((state.get("processes") or {}).get(service))
 
     def _ports(self) -> dict[str, int]:
         """The ports of the running stack, else those of the settings."""
@@ -119,12 +168,16 @@ class LocalStack:
         return {**self.settings.ports(), **saved}
 
     def endpoints(self) -> dict[str, str]:
+        """Where each service answers (cognito-local's own port only while it is known)."""
         ports = self._ports()
-        return {
+        found = {
             "dynamodb": f"http://127.0.0.1:{ports['dynamodb']}",
             "cognito-idp": f"http://127.0.0.1:{ports['cognito']}",
             "lambda": f"http://127.0.0.1:{ports['endpoint']}",
         }
+        if "cognito-local" in ports:
+            found["cognito-local"] = f"http://127.0.0.1:{ports['cognito-local']}"
+        return found
 
     def environment(self) -> dict[str, str]:
         """The variables that point boto3 (ours, or anyone's) at this stack."""
@@ -146,10 +199,9 @@ class LocalStack:
 
     def status(self) -> Status:
         state = self._state()
-        pids = state.get("pids") or {}
         return Status(
             directory=str(self.dir),
-            running={s: processes.is_alive(pids.get(s)) for s in SERVICES},
+            running={s: processes.is_running(self._process(state, s)) for s in SERVICES},
             endpoints=self.endpoints(),
             user_pool_id=state.get("user_pool_id"),
             client_id=state.get("client_id"),
@@ -166,55 +218,169 @@ class LocalStack:
 
     # --- up / down ---------------------------------------------------------------------
 
-    def up(self) -> Status:
-        """Start what is not running and provision the pool, client and table. Idempotent."""
+    def up(self, say: Callable[[str], None] = lambda _: None) -> Status:
+        """Start what is not running and provision the pool, client and table. Idempotent.
+
+        Everything that can be checked is checked before anything is written or started; a
+        failure afterwards stops what this call started and removes the folder if it made it.
+        """
         from livekart_users import schema
 
         schema.parse_extra_fields(self.settings.extra_fields)  # refuse bad config up front
+        self._check_folder()
         state = self._state()
-        pids: dict[str, int] = dict(state.get("pids") or {})
-        running = {s: processes.is_alive(pids.get(s)) for s in SERVICES}
+        running = {s: processes.is_running(self._process(state, s)) for s in SERVICES}
         if not any(running.values()):
-            state = {"ports": self.settings.ports()}
+            state = {}
+        if running["cognito"] and not running["cognito-local"]:
+            # The proxy knows cognito-local's port, which a new cognito-local will not reuse.
+            processes.stop(self._process(state, "cognito"))
+            running["cognito"] = False
+        modules = None
+        if not all(running.values()):
+            runtimes.require(runtimes.NODE, runtimes.JAVA)
+            modules = emulators.node_modules(self.settings.node_modules, say=say)
         ports: dict[str, int] = {**self.settings.ports(), **(state.get("ports") or {})}
+        if not running["cognito-local"]:
+            ports["cognito-local"] = processes.free_port()
         self._check_ports(ports, running)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        created = self._make_folder()
         state["ports"] = ports
         started: list[str] = []
-        for service in SERVICES:
-            if not running[service]:
-                pids[service] = self._start(service, ports)
-                started.append(service)
-                state["pids"] = pids
-                self._save(state)
-        self.use()
-        state.update(self._provision())
-        self._save(state)
+        repairs: list[str] = []
+        try:
+            for service in SERVICES:
+                if not running[service]:
+                    if service == "cognito-local":
+                        repairs = [
+                            str(r)
+                            for r in pools.check_and_keep(self.cognito_db, self.cognito_backup)
+                        ]
+                        for line in repairs:
+                            say(line)
+                    process = self._start(service, ports, modules)
+                    started.append(service)
+                    state.setdefault("processes", {})[service] = process.to_json()
+                    self._save(state)
+            self.use()
+            state.update(self._provision())
+            self._save(state)
+        except BaseException:
+            for service in reversed(started):
+                processes.stop(self._process(state, service))
+            if created:
+                with contextlib.suppress(LocalStackError):  # the first error is the one to tell
+                    self._remove_own_entries()
+            elif started and self.dir.is_dir():
+                for service in started:
+                    state.get("processes", {}).pop(service, None)
+                with contextlib.suppress(LocalStackError):
+                    self._save(state)
+            raise
         result = self.status()
         result.started = started
+        result.repairs = repairs
         return result
 
-    def down(self, *, wipe: bool = False) -> list[str]:
-        """Stop every process `up` started; with `wipe`, delete the stack's data too."""
+    def down(self, *, wipe: bool = False) -> Stopped:
+        """Stop every process `up` started; with `wipe`, delete the stack's own files too."""
+        if wipe and self.dir.exists() and not self.is_marked():
+            raise LocalStackError(
+                f"refusing to wipe {self.dir}: it is not a folder `livekart-users local up` "
+                f"made (no {MARKER} in it); nothing was deleted"
+            )
         state = self._state()
-        stopped = [s for s, pid in (state.get("pids") or {}).items() if processes.stop(pid)]
-        if state:
-            state.pop("pids", None)
+        stopped = []
+        for service in reversed(SERVICES):  # the proxy first: no new write reaches cognito-local
+            if service == "cognito-local":
+                # A write the proxy let through may still be on its way to disk.
+                pools.wait_until_whole(self.cognito_db)
+            if processes.stop(self._process(state, service)):
+                stopped.append(service)
+            if service == "cognito-local":
+                pools.keep(self.cognito_db, self.cognito_backup)
+        if state and not wipe:
+            state.pop("processes", None)
             self._save(state)
+        result = Stopped(list(reversed(stopped)))
         if wipe and self.dir.exists():
-            shutil.rmtree(self.dir)
-        return stopped
+            result.kept = self._remove_own_entries()
+            result.wiped = True
+        return result
 
     def stop_service(self, service: str) -> None:
         """Stop one emulator (tests use it to take DynamoDB away mid-flow)."""
-        state = self._state()
-        processes.stop((state.get("pids") or {}).get(service))
+        processes.stop(self._process(self._state(), service))
 
     def start_service(self, service: str) -> None:
         state = self._state()
         ports = {**self.settings.ports(), **(state.get("ports") or {})}
-        state.setdefault("pids", {})[service] = self._start(service, ports)
+        process = self._start(service, ports, None)
+        state.setdefault("processes", {})[service] = process.to_json()
         self._save(state)
+
+    # --- the folder --------------------------------------------------------------------
+
+    def _check_folder(self) -> None:
+        """Refuse a folder that is a file, or holds anything but a stack; writes nothing."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise LocalStackError(
+                f"{self.dir} is a file, not a folder: give --dir a folder (made if missing)"
+            )
+        if not self.dir.is_dir() or self.is_marked():
+            return
+        try:
+            foreign = sorted(p.name for p in self.dir.iterdir() if p.name not in OWN_ENTRIES)
+        except OSError as exc:
+            raise LocalStackError(f"cannot read {self.dir}: {exc.strerror or exc}") from None
+        if foreign:
+            raise LocalStackError(
+                f"{self.dir} already holds files that are not a local stack's "
+                f"({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}): "
+                "give --dir an empty or new folder"
+            )
+
+    def _make_folder(self) -> bool:
+        """Create and mark the folder; True when this call created it."""
+        created = not self.dir.exists()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not self.is_marked():
+                marker = {
+                    "made_by": "livekart-users local up",
+                    "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "own_entries": sorted(OWN_ENTRIES),
+                }
+                (self.dir / MARKER).write_text(json.dumps(marker, indent=2))
+        except OSError as exc:
+            if created:
+                with contextlib.suppress(OSError):
+                    self.dir.rmdir()
+            raise LocalStackError(
+                f"cannot make the local stack's folder {self.dir}: {exc.strerror or exc}: "
+                "give --dir a folder you can write to"
+            ) from None
+        return created
+
+    def _remove_own_entries(self) -> list[str]:
+        """Delete the stack's own entries (never anything else); what was left, by name."""
+        try:
+            for entry in self.dir.iterdir():
+                if entry.name not in OWN_ENTRIES or entry.name == MARKER:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            left = sorted(p.name for p in self.dir.iterdir() if p.name != MARKER)
+            if not left:
+                (self.dir / MARKER).unlink(missing_ok=True)
+                self.dir.rmdir()
+        except OSError as exc:
+            raise LocalStackError(
+                f"cannot delete the stack's files in {self.dir}: {exc.strerror or exc}"
+            ) from None
+        return left
 
     def _check_ports(self, ports: dict[str, int], running: dict[str, bool]) -> None:
         flags = {
@@ -224,27 +390,34 @@ class LocalStack:
         }
         if len(set(ports.values())) != len(ports):
             raise LocalStackError(f"two services were given the same port: {ports}")
-        for service, port in ports.items():
+        for service, (flag, variable) in flags.items():
+            port = ports[service]
             if not running[service] and not processes.port_is_free(port):
-                flag, variable = flags[service]
                 raise LocalStackError(
                     f"port {port} (for {service}) is already in use: stop what holds it, or "
                     f"pick another port with {flag} or {variable}"
                 )
 
-    # --- the three processes -----------------------------------------------------------
+    # --- the processes -----------------------------------------------------------------
 
-    def _start(self, service: str, ports: dict[str, int]) -> int:
+    def _start(
+        self, service: str, ports: dict[str, int], modules: Path | None
+    ) -> processes.Started:
+        modules = modules or emulators.node_modules(self.settings.node_modules)
         log = self.dir / f"{service}.log"
         port = ports[service]
         if service == "dynamodb":
             # -sharedDb -dbPath: the table survives a restart, like Cognito's pool data does.
             return emulators.start_dynamodb(
-                port, log=log, data_dir=self.dir / "dynamodb", node_modules=self._node_modules()
+                port, log=log, data_dir=self.dir / "dynamodb", node_modules=modules
             )
         if service == "endpoint":
             env = {
                 **self.environment(),
+                # Straight to cognito-local: a trigger runs while its write holds the proxy.
+                "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": (
+                    f"http://127.0.0.1:{ports['cognito-local']}"
+                ),
                 "USERS_TABLE": self.settings.table,
                 "POWERTOOLS_SERVICE_NAME": "livekart-users",
             }
@@ -264,23 +437,39 @@ class LocalStack:
                 "--record",
                 str(self.record_file),
             ]
-            pid = processes.start("the Lambda endpoint", command, cwd=self.dir, log=log, env=env)
-            processes.wait_until(
-                "the Lambda endpoint", lambda: processes.is_listening(port), pid=pid, log=log
+            return self._start_listening("the Lambda endpoint", command, port, log, env)
+        if service == "cognito-local":
+            cognito_dir = self.dir / "cognito"
+            self._write_cognito_config(cognito_dir, ports)
+            node = runtimes.require(runtimes.NODE)["node"]
+            script = emulators.cognito_local_script(modules)
+            env = {"PORT": str(port), "HOST": "127.0.0.1", "CODE": CONFIRMATION_CODE}
+            return self._start_listening(
+                "cognito-local", [node, str(script)], port, log, env, cwd=cognito_dir
             )
-            return pid
-        cognito_dir = self.dir / "cognito"
-        self._write_cognito_config(cognito_dir, ports)
-        node = shutil.which("node") or "node"
-        start_js = self._node_modules() / "cognito-local" / "lib" / "bin" / "start.js"
-        env = {"PORT": str(port), "HOST": "127.0.0.1", "CODE": CONFIRMATION_CODE}
-        pid = processes.start(
-            "cognito-local", [node, str(start_js)], cwd=cognito_dir, log=log, env=env
-        )
-        processes.wait_until(
-            "cognito-local", lambda: processes.is_listening(port), pid=pid, log=log
-        )
-        return pid
+        command = [
+            sys.executable,
+            "-m",
+            "livekart_users.local.cognito_proxy",
+            "--port",
+            str(port),
+            "--upstream-port",
+            str(ports["cognito-local"]),
+        ]
+        return self._start_listening("the Cognito proxy", command, port, log, {})
+
+    def _start_listening(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        log: Path,
+        env: dict[str, str],
+        cwd: Path | None = None,
+    ) -> processes.Started:
+        process = processes.start(name, command, cwd=cwd or self.dir, log=log, env=env)
+        processes.wait_until(name, lambda: processes.is_listening(port), process=process, log=log)
+        return process
 
     def _write_cognito_config(self, cognito_dir: Path, ports: dict[str, int]) -> None:
         config_dir = cognito_dir / ".cognito"
@@ -298,13 +487,12 @@ class LocalStack:
         }
         (config_dir / "config.json").write_text(json.dumps(config, indent=2))
 
-    def _node_modules(self) -> Path:
-        return emulators.node_modules(self.settings.node_modules)
-
     # --- what lives inside the emulators -----------------------------------------------
 
     def _provision(self) -> dict[str, Any]:
-        UsersTable(aws.client("dynamodb"), self.settings.table).create_table()
+        dynamodb = aws.client("dynamodb")
+        UsersTable(dynamodb, self.settings.table).create_table()
+        _warm_writes(dynamodb, self.settings.table)
         cognito = aws.client("cognito-idp")
         pool_id = (
             _find_pool(cognito, POOL_NAME)
@@ -339,6 +527,21 @@ class LocalStack:
             "table": self.settings.table,
             "function": self.settings.function,
         }
+
+
+def _warm_writes(dynamodb: Any, table: str) -> None:
+    """A conditional write whose condition can never hold (so it never writes): DynamoDB
+    Local's first write is slow (its JVM is cold), and should not be the first sign-up's,
+    inside the trigger's deadline."""
+    try:
+        dynamodb.put_item(
+            TableName=table,
+            Item={"user_id": {"S": "livekart-local-warm-up"}},
+            ConditionExpression="attribute_exists(user_id) AND attribute_not_exists(user_id)",
+        )
+    except ClientError as exc:
+        if aws.error_code(exc) != "ConditionalCheckFailedException":
+            raise
 
 
 def _find_pool(cognito: Any, name: str) -> str | None:
