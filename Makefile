@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.bootstrap-python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-reconcile bench-cli lock clean
+.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-lambda bench-reconcile bench-cli lock clean
 
 demo: bootstrap
 	$(BIN)/livekart-users local demo
@@ -41,6 +41,9 @@ local-down: $(PY_OK)
 
 bench: bootstrap
 	$(BIN)/python bench/run.py
+
+bench-lambda: bootstrap
+	$(BIN)/python bench/lambda_cold.py --memory 256 512 1024 --markdown
 
 bench-reconcile: bootstrap
 	$(BIN)/python bench/reconcile_bench.py --sizes 10000 100000 --markdown

@@ -5,7 +5,8 @@ Starts an in-memory DynamoDB Local on a free 127.0.0.1 port, creates a table, an
    handler's own client (interleaved, after a warm-up);
 2. cold: a fresh interpreter that imports the trigger and serves its first invocation vs one
    that does the same PutItem with bare boto3 (bench/cold.py; interleaved, first round
-   dropped), plus what-ifs (bench/cold.py says which), and where import time goes;
+   dropped), and where import time goes (this machine's Python and full CPU; the cold start as
+   Lambda runs it is bench/lambda_cold.py);
 3. unreachable: how long the handler takes to return when DynamoDB refuses connections,
    accepts them and never answers, never completes the TCP handshake, or answers so slowly
    (a byte every 0.5 s) that no single read times out.
@@ -41,7 +42,7 @@ from typing import Any
 
 from livekart_users import aws, schema, triggers
 from livekart_users.local import emulators, processes
-from livekart_users.table import DEFAULT_TABLE, UsersTable, to_dynamo
+from livekart_users.table import UsersTable, to_dynamo
 
 BENCH = Path(__file__).resolve().parent
 # The tests' sample events, inside the repository.
@@ -138,12 +139,9 @@ def fresh_process_env(pycache: Path) -> dict[str, str]:
 
 
 def handler_table() -> UsersTable:
-    """The table (and client) the handler itself uses: same lru_cache key as the handler."""
-    return triggers._users_table(
-        os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
-        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
-        aws.region(),
-    )
+    """The table (and client) the handler itself uses: the client it built for this
+    environment."""
+    return triggers._users_table(aws.Deadline(30))
 
 
 def signup(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -256,8 +254,6 @@ def cold_once(
 COLD_MODES = {
     "trigger": "trigger: start → first invocation done",
     "bare": "bare boto3: start → first invocation done",
-    "frozen": "what-if, trigger + gc.freeze() after import: start → done",
-    "lean": "what-if, + gc.freeze(), no powertools event classes: start → done",
 }
 
 

@@ -68,7 +68,7 @@ def lambda_() -> Iterator[tuple[Any, Stubber]]:
 def run(steps: list[Step], **clients_: Any) -> list[float]:
     sleeps: list[float] = []
     target = target_for("us-east-1_AbC123")
-    fake = Clients(REGION, *([None] * 7))  # type: ignore[arg-type]
+    fake = Clients(REGION, session=None)
     for name, client in clients_.items():
         setattr(fake, name, client)
     executor.apply(Plan(target, steps), fake, sleep=sleeps.append, poll_seconds=0)

@@ -148,3 +148,11 @@ def test_up_demo_down(tmp_path: Path) -> None:
     assert not any(processes.is_running(p) for p in pids)
     status = runner.invoke(main, ["local", "status", "--dir", str(tmp_path)])
     assert status.exit_code == 1
+
+
+def test_deploy_refuses_a_memory_size_lambda_does_not_accept() -> None:
+    result = CliRunner().invoke(
+        main, ["deploy", "--user-pool-id", "us-east-1_AbC123", "--memory", "64"]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--memory': 64 is not in the range 128<=x<=10240." in result.output

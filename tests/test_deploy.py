@@ -203,6 +203,42 @@ def test_the_resources_are_exactly_least_privilege(clients: Clients) -> None:
     assert (alarm["Namespace"], alarm["MetricName"]) == ("LiveKartUsers", "UserWriteFailed")
 
 
+def test_the_memory_size_is_deploy_s_default_or_the_one_asked_for(clients: Clients) -> None:
+    pool_id = make_pool(clients)
+    deploy(clients, target_for(pool_id))
+    function = clients.lambda_.get_function_configuration(FunctionName=models.DEFAULT_FUNCTION)
+    assert function["MemorySize"] == models.MEMORY_MB == 1024
+    plan = deploy(clients, target_for(pool_id, memory_mb=512))
+    # The function's configuration, then its release through the alias: nothing else changes.
+    assert {step.resource.split(":")[0] for step in plan.changes} == {
+        f"function {models.DEFAULT_FUNCTION}"
+    }
+    function = clients.lambda_.get_function_configuration(FunctionName=models.DEFAULT_FUNCTION)
+    assert function["MemorySize"] == 512
+
+
+def test_each_deployment_s_alarm_counts_only_its_own_function_s_failed_writes(
+    clients: Clients,
+) -> None:
+    # GIVEN two deployments in one account (dev and prod, say)
+    dev = target_for(make_pool(clients), function="dev-users-trigger", role="dev-users-role")
+    prod = target_for(make_pool(clients), function="prod-users-trigger", role="prod-users-role")
+    alarms = {}
+    for target in (dev, prod):
+        deploy(clients, target)
+        [alarms[target.function]] = clients.cloudwatch.describe_alarms(
+            AlarmNames=[target.alarm_name]
+        )["MetricAlarms"]
+    # THEN each alarm watches the metric its own function emits (the trigger's EMF dimensions)
+    for function, alarm in alarms.items():
+        assert alarm["MetricName"] == "UserWriteFailed"  # refused or never sent, not unknown
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+            "function_name": function,
+            "service": "livekart-users",
+        }
+        assert "UserWriteUnknown" in alarm["AlarmDescription"]
+
+
 @pytest.mark.parametrize(
     ("change", "resource"),
     [

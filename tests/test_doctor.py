@@ -16,10 +16,13 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from click.testing import CliRunner
 from moto import mock_aws
@@ -114,7 +117,23 @@ def healthy_setup(clients: Clients) -> Target:
     clients.lambda_.add_permission(FunctionName=target.function, **models.invoke_permission(target))
     clients.cloudwatch.put_metric_alarm(**models.alarm(target))
     set_triggers(clients, target, dict.fromkeys(models.TRIGGER_SLOTS, target.function_arn))
+    change_events_setup(clients, target)
     return target
+
+
+def change_events_setup(clients: Clients, target: Target) -> None:
+    """The change handler's rule (as deploy makes it) and a trail logging management events."""
+    from livekart_users.deploy import change_handler
+
+    names = change_handler.Names(target)
+    clients.events.put_rule(
+        Name=names.rule, EventPattern=json.dumps(change_handler.event_pattern(target))
+    )
+    clients.events.put_targets(Rule=names.rule, Targets=[change_handler.rule_target(target)])
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="org-trail-logs")
+    clients.cloudtrail.create_trail(Name="org-trail", S3BucketName="org-trail-logs")
+    clients.cloudtrail.start_logging(Name="org-trail")
 
 
 def guide_setup(clients: Clients) -> Target:
@@ -625,7 +644,25 @@ def log_lines(clients: Clients, target: Target, lines: list[tuple[float, dict[st
     )
 
 
-def test_failed_writes_in_the_last_day_warn_with_their_count(
+def put_writes(clients: Clients, target: Target, metric: str, at: list[float]) -> None:
+    """What CloudWatch makes of the trigger's EMF lines: one count per write, with the
+    function's dimensions (moto does not read EMF from logs, so they are put directly)."""
+    clients.cloudwatch.put_metric_data(
+        Namespace="LiveKartUsers",
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": models.metric_dimensions(target),
+                "Timestamp": datetime.fromtimestamp(t, UTC),
+                "Value": 1.0,
+                "Unit": "Count",
+            }
+            for t in at
+        ],
+    )
+
+
+def test_failed_writes_in_the_last_day_are_counted_from_the_alarm_s_metric(
     clients: Clients, target: Target
 ) -> None:
     now = time.time()
@@ -641,15 +678,80 @@ def test_failed_writes_in_the_last_day_warn_with_their_count(
             (now - 600, {"outcome": "created", "user_id": "1"}),
         ],
     )
+    put_writes(
+        clients, target, "UserWriteFailed", [now - 26 * 3600, now - 3600, now - 1800, now - 900]
+    )
+    put_writes(clients, target, "UserWriteUnknown", [now - 700, now - 650])
+    # Another deployment's failures are its own alarm's business, not this one's
+    other = replace(target, function="other-trigger")
+    put_writes(clients, other, "UserWriteFailed", [now - 100] * 5)
     found = result(clients, target, "logs.failed-writes")
     assert found.status == Status.WARN
     assert found.finding == (
-        "3 failed writes in the last 24 h (AccessDeniedException x2, DeadlineExceeded x1)"
+        "3 failed writes (UserWriteFailed; in the logs read: AccessDeniedException x2, "
+        "DeadlineExceeded x1) and 2 writes of unknown outcome, sent and never answered "
+        "(UserWriteUnknown: they may have landed) in the last 24 h"
     )
     assert "0c00f17e" not in found.finding and "example.com" not in found.finding
     assert found.fix == (
         f"livekart-users reconcile --user-pool-id {target.user_pool_id} --apply (creates the "
         "rows the failed writes missed)"
+    )
+
+
+def test_no_failed_writes_pass_only_when_the_metric_says_so(
+    clients: Clients, target: Target
+) -> None:
+    found = result(clients, target, "logs.failed-writes")
+    assert found.status == Status.PASS
+    assert found.finding == (
+        "no failed writes in the last 24 h (UserWriteFailed and UserWriteUnknown of "
+        f"{target.function}: 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # PartialData and no token: CloudWatch did not return everything, and says so
+        {"Id": "m0", "Label": "x", "Timestamps": [], "Values": [], "StatusCode": "PartialData"},
+        {"Id": "m0", "Label": "x", "Timestamps": [], "Values": [], "StatusCode": "InternalError"},
+    ],
+    ids=["partial", "internal-error"],
+)
+def test_an_incomplete_metric_answer_is_never_a_pass(
+    clients: Clients, target: Target, answer: dict[str, Any]
+) -> None:
+    complete = {**answer, "Id": "m1", "StatusCode": "Complete"}
+
+    def canned(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        # Only GetMetricData is answered here (Stubber hooks this same event, but would
+        # answer every call); the other checks' calls reach moto.
+        return AWSResponse("", 200, {}, None), {"MetricDataResults": [answer, complete]}
+
+    event = "before-call.cloudwatch.GetMetricData"
+    clients.cloudwatch.meta.events.register(event, canned)
+    try:
+        found = result(clients, target, "logs.failed-writes")
+    finally:
+        clients.cloudwatch.meta.events.unregister(event, canned)
+    assert found.status == Status.WARN
+    assert found.finding == (
+        "failed writes not counted: CloudWatch returned incomplete data for UserWriteFailed "
+        "over the last 24 h"
+    )
+
+
+def test_an_alarm_on_other_dimensions_fails(clients: Clients, target: Target) -> None:
+    # The alarm deploy made before metrics named their function: it can no longer fire
+    clients.cloudwatch.put_metric_alarm(
+        **{**models.alarm(target), "Dimensions": [{"Name": "service", "Value": "livekart-users"}]}
+    )
+    found = result(clients, target, "alarm")
+    assert found.status == Status.FAIL
+    assert found.finding == (
+        f"alarm {target.alarm_name} watches dimensions service=livekart-users, not the ones "
+        f"{target.function} emits: it cannot fire"
     )
 
 
@@ -715,6 +817,7 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "function.reserved-variables",
         "triggers.post-authentication",
         "alarm",
+        "changes.rule",
     ]
     assert [n for n, s in statuses.items() if s == "warn"] == [
         "table.point-in-time-recovery",
@@ -722,8 +825,9 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "permission",
         "pool.role-writable",
         "logs.failed-writes",
+        "changes.trail",
     ]
-    assert report["summary"] == {"fail": 7, "pass": 10, "skip": 1, "warn": 5}
+    assert report["summary"] == {"fail": 8, "pass": 10, "skip": 1, "warn": 6}
     assert set(report["checks"][0]) == {"name", "status", "finding", "fix"}
 
 
@@ -739,7 +843,7 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
     ]
     assert lines[at + 1].strip() == f"fix: {deploy_fix(target)}"
     assert lines[-2:] == [
-        "1 fail, 21 pass, 1 skip",
+        "1 fail, 23 pass, 1 skip",
         f"`livekart-users doctor --user-pool-id {target.user_pool_id} --fix` carries out "
         "deploy's fixes",
     ]
@@ -748,7 +852,7 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
 def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guide: Target) -> None:
     fixed = CliRunner().invoke(main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"])
     assert fixed.exit_code == 0, fixed.output
-    assert "--fix: 19 change(s), through deploy's plan" in fixed.output
+    assert "--fix: 25 change(s), through deploy's plan" in fixed.output
     lines = [" ".join(line.split()) for line in fixed.output.splitlines()]
     assert (
         "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole:"
@@ -759,7 +863,11 @@ def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guid
     # (the pool's mutable custom:role, which only the app's authorization can make safe).
     again = results(moto_clients, guide)
     assert doctor.exit_status(again.values()) == 0
-    assert [n for n, r in again.items() if r.status == Status.WARN] == ["pool.role-writable"]
+    # No trail in the guide's account: deploy cannot make one (it needs a bucket of the team's).
+    assert [n for n, r in again.items() if r.status == Status.WARN] == [
+        "pool.role-writable",
+        "changes.trail",
+    ]
 
 
 def test_fix_never_replaces_another_functions_trigger(clients: Clients, target: Target) -> None:
@@ -777,15 +885,17 @@ def test_fix_never_replaces_another_functions_trigger(clients: Clients, target: 
     assert pool["LambdaConfig"]["PostConfirmation"] == legacy
 
 
-def test_fix_keeps_the_configured_extra_fields_and_alarm_topic(
+def test_fix_keeps_the_configured_extra_fields_memory_and_alarm_topic(
     clients: Clients, target: Target
 ) -> None:
     topic = "arn:aws:sns:us-east-1:123456789012:ops"
     extra = replace(target, extra_fields='{"subscriptionTier": "free"}', alarm_topic_arn=topic)
-    set_function(clients, target, Environment={"Variables": models.environment(extra)})
+    set_function(
+        clients, target, Environment={"Variables": models.environment(extra)}, MemorySize=2048
+    )
     clients.cloudwatch.put_metric_alarm(**models.alarm(extra))
     assert doctor.fix_target(target, clients) == replace(
-        extra, extra_fields=models.environment(extra)["USERS_EXTRA_FIELDS"]
+        extra, extra_fields=models.environment(extra)["USERS_EXTRA_FIELDS"], memory_mb=2048
     )
 
 
@@ -807,6 +917,8 @@ LOCAL_SKIPS = {
     "permission",
     "alarm",
     "logs.failed-writes",
+    "changes.trail",
+    "changes.rule",
 }
 
 

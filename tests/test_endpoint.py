@@ -6,9 +6,12 @@ Driven through boto3's Lambda client, so the wire format is the real Invoke API'
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from botocore.exceptions import ClientError
 from livekart_users import aws
 from livekart_users.local.endpoint import InvokeServer
 from livekart_users.local.processes import free_port
+from livekart_users.table import UsersTable
 
 FUNCTION = "livekart-post-confirmation-trigger"
 EVENT = {
@@ -114,3 +118,55 @@ def test_an_unknown_function_is_not_found(serve: Any) -> None:
     with pytest.raises(ClientError) as raised:
         invoke("some-other-function")
     assert aws.error_code(raised.value) == "ResourceNotFoundException"
+
+
+def test_sixteen_concurrent_first_sign_ups_all_answer_in_time(
+    users_table: UsersTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the real trigger behind the endpoint, with no DynamoDB client built yet for its
+    # environment (a new spelling of the endpoint), and Lambda's 4 s function timeout
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", os.environ["AWS_ENDPOINT_URL_DYNAMODB"] + "/")
+    port = free_port()
+    server = InvokeServer(port, FUNCTION, 4.0, tmp_path / "record.jsonl")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{port}")
+    events = [
+        {
+            "triggerSource": "PostConfirmation_ConfirmSignUp",
+            "userPoolId": "local_x",
+            "userName": f"user{i}",
+            # email_verified sent: the endpoint has no Cognito to ask whether it auto-verifies
+            "request": {
+                "userAttributes": {
+                    "sub": str(uuid.uuid4()),
+                    "email": f"u{i}@x.test",
+                    "email_verified": "true",
+                }
+            },
+            "response": {},
+        }
+        for i in range(16)
+    ]
+    lambda_ = aws.client("lambda")
+    try:
+        # WHEN 16 sign-ups are confirmed at once (16 first invocations)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(
+                pool.map(
+                    lambda e: lambda_.invoke(FunctionName=FUNCTION, Payload=json.dumps(e)),
+                    events,
+                )
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN none hit the function's timeout (each waits for one shared client build, within
+    # its own deadline), and every row the handler reports written is there (on a machine
+    # loaded enough, a write may be reported failed or unknown: healing's business)
+    entries = record(server)
+    assert [a.get("FunctionError") for a in answers] == [None] * 16, entries
+    assert len(entries) == 16
+    for entry in entries:
+        assert entry["outcome"] in ("created", "already_exists", "failed", "unknown"), entry
+        if entry["outcome"] in ("created", "already_exists"):
+            assert users_table.get(entry["user_id"]) is not None

@@ -65,8 +65,15 @@ class Watch:
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self._label = model.name
+        # Which resource a call acts on, where several of one kind are in play (the trigger's
+        # function and role, and the change handler's).
         if "StatementId" in params:
             self._label += f"({params['StatementId']})"
+        elif model.name.startswith("Delete"):
+            for key in ("FunctionName", "RoleName", "logGroupName"):
+                if key in params:
+                    self._label += f"({params[key]})"
+                    break
 
     def _after(self, model: Any, **_: Any) -> None:
         label = self._label if self._label.startswith(model.name) else model.name
@@ -230,7 +237,7 @@ def test_destroy_detaches_before_it_deletes(watched: tuple[Clients, Watch]) -> N
     watch.attach(clients)
     executor.apply(planner.plan_destroy(target, clients), clients, sleep=lambda _: None)
     assert watch.broken == []
-    assert watch.calls.index("UpdateUserPool") < watch.calls.index("DeleteFunction")
+    assert watch.calls.index("UpdateUserPool") < watch.index("DeleteFunction")
     assert watch.calls.index("UpdateUserPool") < watch.index("RemovePermission")
 
 
@@ -259,7 +266,10 @@ def test_a_second_pool_shares_the_function_and_the_first_keeps_working(
     plan = planner.plan_destroy(target_for(dev), clients)
     executor.apply(plan, clients, sleep=lambda _: None)
     assert watch.broken == []
-    assert "DeleteFunction" not in watch.calls and "DeleteRole" not in watch.calls
+    # The trigger's function and role serve prod still (dev's own change handler goes).
+    assert f"DeleteFunction({models.DEFAULT_FUNCTION})" not in watch.calls
+    assert f"DeleteRole({models.DEFAULT_ROLE})" not in watch.calls
+    assert any(c.startswith("DeleteFunction(livekart-users-changes-") for c in watch.calls)
     kept = next(s for s in plan.steps if s.resource == f"function {models.DEFAULT_FUNCTION}")
     assert prod in kept.reason
     config = clients.cognito.describe_user_pool(UserPoolId=prod)["UserPool"]["LambdaConfig"]
@@ -311,7 +321,9 @@ def test_destroy_leaves_a_stacks_resources_alone(watched: tuple[Clients, Watch])
     plan = planner.plan_destroy(target, clients, delete_table=True, delete_logs=True)
     executor.apply(plan, clients, sleep=lambda _: None)
     writes = [c for c in watch.calls if not c.startswith(("Describe", "Get", "List"))]
-    assert writes == ["UpdateUserPool"]  # detached; nothing deleted
+    # Detached, and nothing of the stack's deleted; the change handler that deploy (not the
+    # stack) made for this pool goes, as destroy promises.
+    assert [w for w in writes if "livekart-users-changes-" not in w] == ["UpdateUserPool"]
     kept = [s.reason for s in plan.steps if s.action == "no change"]
     assert any("CloudFormation stack users owns it" in r for r in kept)
     assert clients.lambda_.get_function(FunctionName=target.function)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from livekart_users import erasure
 from livekart_users.deploy import executor, planner, pool
 from livekart_users.deploy.clients import Clients
 
@@ -39,6 +40,8 @@ IMPLIED = {
     "cloudwatch:TagResource",
     "dynamodb:TagResource",
     "iam:TagRole",
+    "events:TagResource",
+    "sqs:TagQueue",
 }
 PREFIX = {"monitoring": "cloudwatch"}
 FREE = {"sts:GetCallerIdentity"}
@@ -58,7 +61,18 @@ def documented() -> dict[str, set[str]]:
 
 def record(clients: Clients) -> set[str]:
     calls: set[str] = set()
-    for name in ("sts", "iam", "lambda_", "logs", "cloudwatch", "dynamodb", "cognito"):
+    for name in (
+        "sts",
+        "iam",
+        "lambda_",
+        "logs",
+        "cloudwatch",
+        "dynamodb",
+        "cognito",
+        "events",
+        "sqs",
+        "cloudtrail",
+    ):
         client = getattr(clients, name)
         prefix = client.meta.service_model.endpoint_prefix
         prefix = PREFIX.get(prefix, prefix)
@@ -108,6 +122,19 @@ def run_reconcile(clients: Clients, pool_id: str) -> None:
         delete_orphans=True,
         confirm_delete=lambda count: True,
     )
+    # And the erasure of an orphan (--erase-orphans), which reads the row for its user name.
+    clients.dynamodb.put_item(
+        TableName="livekart-users",
+        Item={"user_id": {"S": "gone-too"}, "username": {"S": "gone@bazaar.example"}},
+    )
+    reconcile(
+        clients.cognito,
+        table,
+        pool_id,
+        apply=True,
+        erase_orphans=erasure.Policy.ANONYMIZE,
+        confirm_delete=lambda count: True,
+    )
 
 
 def run_users(clients: Clients, pool_id: str) -> None:
@@ -119,6 +146,28 @@ def run_users(clients: Clients, pool_id: str) -> None:
     list(table.scan_where(role="vendor"))
     table.set_role("someone", "vendor")
     table.set_status("someone", "suspended")
+    # users delete: the Cognito user, then the row, under each policy.
+    for policy in erasure.Policy:
+        user = clients.cognito.admin_get_user(UserPoolId=pool_id, Username=_leaving(policy))
+        sub = next(a["Value"] for a in user["UserAttributes"] if a["Name"] == "sub")
+        erasure.delete_user(clients.cognito, table, pool_id, sub, policy)
+
+
+def _leaving(policy: str) -> str:
+    return f"leaving-{policy}@bazaar.example"
+
+
+def prepare_users(clients: Clients, pool_id: str) -> None:
+    """Users for `users delete`, each with a row."""
+    for policy in erasure.Policy:
+        created = clients.cognito.admin_create_user(
+            UserPoolId=pool_id, Username=_leaving(policy), MessageAction="SUPPRESS"
+        )["User"]
+        sub = next(a["Value"] for a in created["Attributes"] if a["Name"] == "sub")
+        clients.dynamodb.put_item(
+            TableName="livekart-users",
+            Item={"user_id": {"S": sub}, "username": {"S": created["Username"]}},
+        )
 
 
 def run_logs(clients: Clients, pool_id: str) -> None:
@@ -174,6 +223,8 @@ def test_every_call_a_command_makes_is_documented(
         run_deploy(clients_, pool_id)
     if command == "reconcile":
         prepare_reconcile(clients_, pool_id)
+    if command == "users":
+        prepare_users(clients_, pool_id)
     calls.clear()
     COMMANDS[command](clients_, pool_id)
     allowed = documented()[command]

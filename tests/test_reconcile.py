@@ -555,6 +555,7 @@ def test_reconcile_reports_then_heals_exactly_what_differs(pool: Pool) -> None:
         MOVED: 1,
         UNCONFIRMED_USER: 1,
         "invalid": 0,
+        "marked deleted": 0,
     }
     assert (dry.in_step, dry.pool_users, dry.rows) == (2, 9, 6)
     assert ids(dry, TO_CREATE) == {pool.sub(e) for e in admin_created}

@@ -25,8 +25,10 @@ SAMPLE = {
     "RoleName": "shop-users-trigger-role",
     "Architecture": "arm64",
     "LogRetentionDays": "30",
+    "MemorySize": "1024",
     "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms",
     "CreateTable": "no",
+    "ErasurePolicy": "anonymize",
 }
 TARGET = models.Target(
     user_pool_id="eu-west-1_AbC123",
@@ -129,8 +131,19 @@ def test_the_function_is_configured_as_deploy_configures_it(built: dict[str, Any
     assert function["FunctionName"] == TARGET.function
     assert function["Code"] == {"S3Bucket": "<CodeBucket>", "S3Key": "<CodeKey>"}
     assert built["Resources"]["Function"]["DependsOn"] == ["LogGroup"]
-    expected = {**models.function_settings(TARGET), "Role": "<Role.Arn>"}
+    expected = {
+        **models.function_settings(TARGET),
+        "Role": "<Role.Arn>",
+        "MemorySize": str(TARGET.memory_mb),  # parameters resolve as text here
+    }
     assert {k: v for k, v in function.items() if k in expected} == expected
+
+
+def test_the_memory_size_is_a_parameter_with_deploy_s_default(built: dict[str, Any]) -> None:
+    assert built["Resources"]["Function"]["Properties"]["MemorySize"] == {"Ref": "MemorySize"}
+    parameter = built["Parameters"]["MemorySize"]
+    assert parameter["Default"] == models.MEMORY_MB == TARGET.memory_mb
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (128, 10240)
     # When the stack creates the table, the function names it (and so waits for it).
     created = properties(built, "Function", CreateTable="yes")
     assert created["Environment"]["Variables"]["USERS_TABLE"] == "<UsersTable>"
@@ -191,12 +204,17 @@ def test_default_names_do_not_collide_with_deploys_or_the_guides(built: dict[str
     assert alarm != models.Target("p", "r", "a").alarm_name
 
 
+# A permission and a queue policy take no tags; the rule carries none of ours (destroy deletes a
+# rule only when it is tagged as ours, so it leaves the stack's alone).
+UNTAGGED = {"AWS::Lambda::Permission", "AWS::SQS::QueuePolicy", "AWS::Events::Rule"}
+
+
 def test_every_resource_carries_the_stacks_name_so_destroy_leaves_it(
     built: dict[str, Any],
 ) -> None:
     for name, resource in built["Resources"].items():
-        if name == "CognitoInvokePermission":
-            continue  # a permission has no tags; destroy removes none of a stack's function
+        if resource["Type"] in UNTAGGED:
+            continue  # destroy removes none of these: they carry no tag of ours
         tags = {t["Key"]: t["Value"] for t in resource["Properties"]["Tags"]}
         assert tags[models.STACK_TAG] == {"Ref": "AWS::StackName"}, name
 
@@ -212,3 +230,46 @@ def test_detach_is_the_step_before_delete_stack(built: dict[str, Any]) -> None:
     )
     result = CliRunner().invoke(main, [*command.split()[1:], "--help"])
     assert result.exit_code == 0, result.output
+
+# --- the change handler ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["anonymize", "delete", "keep"])
+def test_the_change_role_is_the_models_least_privilege_for_each_erasure_policy(
+    built: dict[str, Any], policy: str
+) -> None:
+    from dataclasses import replace
+
+    from livekart_users.deploy import change_handler
+
+    role = properties(built, "ChangeRole", ErasurePolicy=policy)
+    [document] = role["Policies"]
+    wanted = change_handler.role_policy(replace(TARGET, erasure_policy=policy))
+    # The queue's ARN is the resource's own attribute in the template.
+    for statement in wanted["Statement"]:
+        if statement["Sid"] == "DeadLetters":
+            statement["Resource"] = "arn:aws:sqs:eu-west-1:123456789012:" + (
+                "livekart-users-changes-eu-west-1_AbC123-dlq"
+            )
+    assert models.normalise_policy(document["PolicyDocument"]) == models.normalise_policy(wanted)
+    assert role["RoleName"] == "livekart-users-changes-eu-west-1_AbC123-role"
+
+
+def test_the_change_rule_matches_this_pool_and_only_the_rule_may_invoke(
+    built: dict[str, Any],
+) -> None:
+    from livekart_users.deploy import change_handler
+
+    rule = properties(built, "ChangeRule")
+    assert rule["EventPattern"] == change_handler.event_pattern(TARGET)
+    [target] = rule["Targets"]
+    assert target["Arn"] == "<ChangeFunction.Arn>"
+    assert target["DeadLetterConfig"] == {"Arn": "<ChangeDeadLetters.Arn>"}
+    permission = properties(built, "ChangeInvokePermission")
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["SourceArn"] == "<ChangeRule.Arn>"
+    function = properties(built, "ChangeFunction", ErasurePolicy="delete")
+    assert function["Handler"] == "livekart_users.changes.handler"
+    assert function["Environment"]["Variables"]["USER_POOL_ID"] == "eu-west-1_AbC123"
+    assert function["Environment"]["Variables"]["USERS_ERASURE_POLICY"] == "delete"
+    assert function["DeadLetterConfig"] == {"TargetArn": "<ChangeDeadLetters.Arn>"}

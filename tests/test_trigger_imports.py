@@ -28,3 +28,16 @@ def test_importing_the_handler_loads_nothing_the_trigger_does_not_use() -> None:
     unwanted = [m for m in loaded if m.startswith(NOT_ON_THE_TRIGGER_PATH)]
     assert unwanted == []
     assert "livekart_users.table" in loaded
+
+
+def test_importing_the_change_handler_loads_nothing_it_does_not_use() -> None:
+    code = "import sys, json, livekart_users.changes; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    unwanted = [m for m in loaded if m.startswith(NOT_ON_THE_TRIGGER_PATH)]
+    assert unwanted == []
+    assert "livekart_users.erasure" in loaded
+    assert "livekart_users.triggers" not in loaded  # the sign-up trigger is another function

@@ -7,6 +7,11 @@ botocore's defaults (60 s timeouts, up to 10 attempts for DynamoDB) would blow C
 trigger limit, and the Lambda runtime's boto3 version is unpublished, so the trigger does not
 lean on botocore's retries at all: its client makes one attempt per call with tight timeouts,
 and `call_within` retries inside what is left of one deadline.
+
+A write that did not succeed either failed (DynamoDB refused it, or it never left: no
+connection) or has an unknown outcome (it was sent and the answer never came: a conditional
+write may have landed). `DeadlineExceeded.may_have_landed` says which, so that an alarm on
+failed writes does not fire for writes that were stored.
 """
 
 from __future__ import annotations
@@ -23,21 +28,31 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
 from livekart_users.exceptions import LivekartUsersError, WrongRegion
 
 DEFAULT_REGION = "us-east-1"
 
-# One attempt can take at most connect + read timeout; a new attempt starts only when that
-# much time is left, so the deadline holds whatever the endpoint does.
+# One attempt can take at most connect + read timeout, and is waited for only until the
+# deadline, so the deadline holds whatever the endpoint does. An attempt starts while
+# MIN_ATTEMPT is left: a PutItem answers in milliseconds, and a cold start that spent most of
+# its budget in init should still try once rather than give up (a write cut short by the
+# deadline is reported as of unknown outcome, not as failed).
 TRIGGER_CONNECT_TIMEOUT = 0.5
 TRIGGER_READ_TIMEOUT = 1.0
 ATTEMPT_WORST_CASE = TRIGGER_CONNECT_TIMEOUT + TRIGGER_READ_TIMEOUT
+MIN_ATTEMPT = 0.25
 TRIGGER_CONFIG = Config(
     connect_timeout=TRIGGER_CONNECT_TIMEOUT,
     read_timeout=TRIGGER_READ_TIMEOUT,
     retries={"mode": "standard", "total_max_attempts": 1},
+)
+# The change handler runs asynchronously (EventBridge), with no one waiting: a few patient
+# attempts, then the error is raised so Lambda retries the event and, at last, hands it to the
+# failure destination. Bounded so one invocation stays well inside its function timeout.
+CHANGES_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
 )
 # Commands run by a person or a script: botocore's standard retries, and timeouts such that
 # one call ends within a budget when the endpoint accepts and never answers (botocore's 60 s
@@ -183,19 +198,27 @@ def client(
     config: Config | None = None,
     region_name: str | None = None,
     session: Any = None,
+    endpoint_url: str | None = None,
 ) -> Any:
     """A boto3 client for `service`; every client in this package is built here.
 
     Without `config`, a command's: bounded by `cli_budget()`. Without `session`, the one of
-    `one_session()` if inside it, else a new one.
+    `one_session()` if inside it, else a new one. `endpoint_url` only for the local stack's own
+    plumbing (one emulator behind another); everything else reaches its endpoint through
+    AWS_ENDPOINT_URL_<SERVICE>.
     """
     config = config or cli_config()
     with _shared_lock:
         chosen = session or _shared_session()
         if chosen is not None:
-            return chosen.client(service, region_name=region_name or region(), config=config)
+            return chosen.client(
+                service,
+                region_name=region_name or region(),
+                config=config,
+                endpoint_url=endpoint_url,
+            )
     return boto3.session.Session().client(
-        service, region_name=region_name or region(), config=config
+        service, region_name=region_name or region(), config=config, endpoint_url=endpoint_url
     )
 
 
@@ -245,6 +268,22 @@ def unless_missing(read: Callable[[], T]) -> T | None:
         raise
 
 
+def was_sent_unanswered(exc: BaseException) -> bool:
+    """The request may have reached the service, whose answer never came.
+
+    botocore raises its `ConnectionError` family (refused, connect timeout, TLS handshake,
+    proxy) before a request leaves, and its `HTTPClientError` family (read timeout, connection
+    closed mid-answer) after; an attempt we stopped waiting for had been running for longer
+    than a connect can take. A `ClientError` is an answer: the write was refused.
+    """
+    return isinstance(exc, HTTPClientError | AttemptTimedOut)
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """A write that raised `exc` may nonetheless have been stored."""
+    return isinstance(exc, DeadlineExceeded) and exc.may_have_landed
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient: worth another attempt if time allows."""
     if isinstance(exc, ClientError):
@@ -255,8 +294,10 @@ def is_retryable(exc: BaseException) -> bool:
 class DeadlineExceeded(Exception):
     """No time was left in the deadline for another attempt."""
 
-    def __init__(self, last_error: BaseException | None) -> None:
+    def __init__(self, last_error: BaseException | None, *, may_have_landed: bool = False) -> None:
         self.last_error = last_error
+        # True when an attempt was sent and never answered: the write's outcome is unknown.
+        self.may_have_landed = may_have_landed
         super().__init__(error_code(last_error) if last_error else "no time left")
 
 
@@ -275,12 +316,18 @@ class AttemptTimedOut(Exception):
     """An attempt was still running when its share of the deadline ran out."""
 
 
+class AttemptNotStarted(Exception):
+    """An attempt was still waiting for a free worker when its time ran out: never sent."""
+
+
 # botocore's read timeout bounds each socket read, not the whole answer: an endpoint that
 # trickles bytes could hold a call for ever. So each attempt runs on a worker thread and is
 # waited for only as long as the deadline allows; one that overruns is abandoned (its thread
-# ends with botocore's own timeouts) and the handler returns on time. A small pool: a stuck
-# attempt must not cost a thread per invocation.
-_attempts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="livekart-users-attempt")
+# ends with botocore's own timeouts) and the handler returns on time. A bounded pool: a stuck
+# attempt must not cost a thread per invocation; 16 serve the local endpoint's 16 concurrent
+# invocations (on Lambda a process serves one at a time). An attempt still queued when its
+# time ran out was never sent, and is reported so.
+_attempts = ThreadPoolExecutor(max_workers=16, thread_name_prefix="livekart-users-attempt")
 
 
 def call_within(
@@ -289,31 +336,36 @@ def call_within(
     /,
     *,
     attempt_worst_case: float = ATTEMPT_WORST_CASE,
+    min_attempt: float = MIN_ATTEMPT,
     sleep: Callable[[float], None] = time.sleep,
     **kwargs: Any,
 ) -> T:
     """Call `operation(**kwargs)`, retrying transient errors while the deadline allows.
 
-    An attempt starts only when `attempt_worst_case` is left, and is never waited for past
-    the deadline. Non-transient errors (a failed condition, say) are raised at once. Raises
-    DeadlineExceeded when no attempt is left that could finish in time.
+    An attempt starts only while `min_attempt` is left, is waited for at most
+    `attempt_worst_case` (its own timeouts' sum), and never past the deadline. Non-transient
+    errors (a failed condition, say) are raised at once. Raises DeadlineExceeded when the
+    deadline has passed, saying whether any attempt was sent and left unanswered (then the
+    operation may have taken effect).
     """
     last: BaseException | None = None
+    unanswered = False
     backoff = 0.05
-    while deadline.remaining() >= attempt_worst_case:
+    while deadline.remaining() >= min_attempt:
         attempt = _attempts.submit(operation, **kwargs)
         try:
             return attempt.result(timeout=min(deadline.remaining(), attempt_worst_case))
         except FutureTimeout:
-            attempt.cancel()
-            last = AttemptTimedOut()
+            # Cancelled means it never ran; otherwise it is abandoned to botocore's timeouts.
+            last = AttemptNotStarted() if attempt.cancel() else AttemptTimedOut()
         except (ClientError, BotoCoreError) as exc:
             if not is_retryable(exc):
                 raise
             last = exc
+        unanswered = unanswered or was_sent_unanswered(last)
         # Full jitter, and never sleep into the time the next attempt needs.
-        pause = min(random.uniform(0, backoff), deadline.remaining() - attempt_worst_case)
+        pause = min(random.uniform(0, backoff), deadline.remaining() - min_attempt)
         if pause > 0:
             sleep(pause)
         backoff = min(backoff * 2, 0.4)
-    raise DeadlineExceeded(last)
+    raise DeadlineExceeded(last, may_have_landed=unanswered)

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from threading import Lock
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 LOCAL_ACCOUNT = "000000000000"
 LOG_WINDOW_SECONDS = 24 * 3600
-LOG_PAGES = 10  # at most this many pages of failed writes are counted (then "at least N")
+LOG_PAGES = 10  # at most this many pages of failed writes are read for their error codes
+METRIC_PAGES = 10  # GetMetricData pages; more than this and the count is reported incomplete
+METRIC_PERIOD = 3600
 FAILED_WRITES_PATTERN = '{ $.outcome = "failed" }'
 PROBE_PREFIX = "livekart-doctor-probe-"
 # Past their end of support in Lambda (the original guide used nodejs18.x).
@@ -284,6 +287,49 @@ class Context:
             lambda: self.clients.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"],
         )
         return dict(alarms[0]) if alarms else None
+
+    def write_counts(self) -> dict[str, float] | None:
+        """Sums over the window of the metrics the alarm's dimensions name, by metric name:
+        the failed writes it counts and the writes of unknown outcome it does not. None when
+        CloudWatch's answer was not complete (a partial count is no count)."""
+        return self.reads.get(("write counts", self.target.function), self._read_write_counts)
+
+    def _read_write_counts(self) -> dict[str, float] | None:
+        names = (models.FAILED_METRIC, models.UNKNOWN_METRIC)
+        queries = [
+            {
+                "Id": f"m{i}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": models.NAMESPACE,
+                        "MetricName": name,
+                        "Dimensions": models.metric_dimensions(self.target),
+                    },
+                    "Period": METRIC_PERIOD,
+                    "Stat": "Sum",
+                },
+            }
+            for i, name in enumerate(names)
+        ]
+        ends = datetime.fromtimestamp(self.now(), UTC)
+        kwargs: dict[str, Any] = {
+            "MetricDataQueries": queries,
+            "StartTime": ends - timedelta(seconds=LOG_WINDOW_SECONDS),
+            "EndTime": ends,
+        }
+        totals = dict.fromkeys(names, 0.0)
+        for _ in range(METRIC_PAGES):
+            answer = self.clients.cloudwatch.get_metric_data(**kwargs)
+            statuses = set()
+            for result in answer.get("MetricDataResults", []):
+                totals[names[int(result["Id"][1:])]] += sum(result.get("Values") or [])
+                statuses.add(result.get("StatusCode"))
+            token = answer.get("NextToken")
+            if not token:
+                # "PartialData" without a token, or "InternalError"/"Forbidden": not measured.
+                return totals if statuses <= {"Complete"} else None
+            kwargs["NextToken"] = token
+        return None
 
     def failed_writes(self) -> tuple[Counter[str], bool] | None:
         """Error codes of the failed writes logged in the window (None: no log group), and
@@ -916,32 +962,111 @@ def failed_write_alarm(ctx: Context) -> Verdict:
     watched = (alarm.get("Namespace"), alarm.get("MetricName"))
     if watched != (wanted["Namespace"], wanted["MetricName"]):
         return failed(f"alarm {t.alarm_name} watches {'/'.join(map(str, watched))}", ctx.deploy)
+    dimensions = {d.get("Name"): d.get("Value") for d in alarm.get("Dimensions") or []}
+    if dimensions != {d["Name"]: d["Value"] for d in wanted["Dimensions"]}:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(dimensions.items())) or "none"
+        return failed(
+            f"alarm {t.alarm_name} watches dimensions {shown}, not the ones {t.function} "
+            "emits: it cannot fire",
+            ctx.deploy,
+        )
     if alarm.get("StateValue") == "ALARM":
         return warned(
             f"alarm {t.alarm_name} is in ALARM: writes failed in the last 5 minutes",
             f"{ctx.reconcile} (creates the rows the failed writes missed)",
         )
-    return passed(f"alarm {t.alarm_name} on {wanted['MetricName']}")
+    return passed(
+        f"alarm {t.alarm_name} counts {models.FAILED_METRIC} of {t.function} (writes refused "
+        f"or never sent; not {models.UNKNOWN_METRIC}, writes that may have landed)"
+    )
 
 
 @check("logs.failed-writes", local=NO_CLOUDWATCH)
 def failed_writes(ctx: Context) -> Verdict:
+    """Counted from the metric the alarm watches: log pages may come back empty while more
+    remain, so their absence of failures proves nothing; the logs only say which errors."""
     found = ctx.failed_writes()
     if found is None:
         return warned(
             f"no log group {ctx.target.log_group}: the function has never run, or its logs are "
-            "lost (its role may not create log groups)",
+            "lost (its role may not create log groups), and with them its metrics",
             ctx.deploy,
         )
-    codes, more = found
-    if not codes:
-        return passed("no failed writes in the last 24 h")
-    count = f"{'at least ' if more else ''}{sum(codes.values())}"
-    why = ", ".join(f"{code} x{n}" for code, n in codes.most_common())
+    counts = ctx.write_counts()
+    if counts is None:
+        return warned(
+            f"failed writes not counted: CloudWatch returned incomplete data for "
+            f"{models.FAILED_METRIC} over the last 24 h",
+            "run doctor again in a few minutes",
+        )
+    failures, unknown = (round(counts[m]) for m in (models.FAILED_METRIC, models.UNKNOWN_METRIC))
+    if not failures and not unknown:
+        return passed(
+            f"no failed writes in the last 24 h ({models.FAILED_METRIC} and "
+            f"{models.UNKNOWN_METRIC} of {ctx.target.function}: 0)"
+        )
+    parts = []
+    if failures:
+        codes, more = found
+        why = ", ".join(f"{code} x{n}" for code, n in codes.most_common())
+        seen = f"; in the logs read{', at least' if more else ''}: {why}" if why else ""
+        parts.append(f"{failures} failed writes ({models.FAILED_METRIC}{seen})")
+    if unknown:
+        parts.append(
+            f"{unknown} writes of unknown outcome, sent and never answered "
+            f"({models.UNKNOWN_METRIC}: they may have landed)"
+        )
     return warned(
-        f"{count} failed writes in the last 24 h ({why})",
+        f"{' and '.join(parts)} in the last 24 h",
         f"{ctx.reconcile} (creates the rows the failed writes missed)",
     )
+
+
+NO_CLOUDTRAIL = (
+    "CloudTrail and EventBridge have no local counterpart (the stack's Cognito endpoint emits "
+    "the change events itself)"
+)
+
+
+@check("changes.trail", local=NO_CLOUDTRAIL)
+def change_events_trail(ctx: Context) -> Verdict:
+    """EventBridge sees Cognito's calls only through a trail logging management writes."""
+    from livekart_users.deploy import change_handler
+
+    region = ctx.target.region
+    trail = ctx.reads.get(
+        ("trail", region), lambda: change_handler.find_trail(ctx.clients.cloudtrail, region)
+    )
+    if trail.found:
+        return passed(f"trail {trail.name} logs management write events in {region}")
+    return warned(
+        f"no CloudTrail trail logs management write events in {region}: deletions, attribute "
+        "changes and enable/disable reach the table only at the next sign-in or reconcile",
+        change_handler.trail_fix(region),
+    )
+
+
+@check("changes.rule", local=NO_CLOUDTRAIL)
+def change_events_rule(ctx: Context) -> Verdict:
+    """The rule that sends this pool's user changes to the change handler."""
+    from livekart_users.deploy import change_handler
+
+    names = change_handler.Names(ctx.target)
+    rule = aws.unless_missing(lambda: ctx.clients.events.describe_rule(Name=names.rule))
+    if rule is None:
+        return failed(
+            f"no EventBridge rule {names.rule}: deletions and attribute changes never reach "
+            "the table without a sign-in",
+            ctx.deploy,
+        )
+    if json.loads(rule.get("EventPattern") or "{}") != change_handler.event_pattern(ctx.target):
+        return failed(f"rule {names.rule} does not match exactly this pool's calls", ctx.deploy)
+    if rule.get("State") != "ENABLED":
+        return failed(f"rule {names.rule} is disabled", ctx.deploy)
+    targets = ctx.clients.events.list_targets_by_rule(Rule=names.rule).get("Targets", [])
+    if not any(t.get("Arn") == names.function_arn for t in targets):
+        return failed(f"rule {names.rule} does not send to {names.function}", ctx.deploy)
+    return passed(f"rule {names.rule} sends this pool's user changes to {names.function}")
 
 
 @check("probe")
@@ -1107,14 +1232,20 @@ def find_local_stack(
 
 def fix_target(target: Target, clients: Clients, reads: Reads | None = None) -> Target:
     """The deploy target that keeps what is configured now: the function's extra fields and
-    the alarm's topic (deploy would otherwise drop them)."""
+    memory size, and the alarm's topic (deploy would otherwise reset them)."""
     ctx = Context(target, clients, reads=reads or Reads())
     extra = os.environ.get("USERS_EXTRA_FIELDS") or _guarded(
         lambda: _variables(ctx).get("USERS_EXTRA_FIELDS")
     )
+    memory = (_guarded(ctx.function) or {}).get("MemorySize")
     alarm = _guarded(ctx.alarm) or {}
     topic = target.alarm_topic_arn or next(iter(alarm.get("AlarmActions") or []), None)
-    return replace(target, extra_fields=extra or target.extra_fields, alarm_topic_arn=topic)
+    return replace(
+        target,
+        extra_fields=extra or target.extra_fields,
+        memory_mb=memory if isinstance(memory, int) else target.memory_mb,
+        alarm_topic_arn=topic,
+    )
 
 
 def plan_fixes(target: Target, clients: Clients, reads: Reads | None = None) -> Plan:

@@ -60,3 +60,20 @@ class PoolNotFound(LivekartUsersError):
             f"user pool {pool_id} was not found{where}: check the id (Cognito console → "
             "User pools) and the region (--region or AWS_REGION)"
         )
+
+
+class InvalidErasurePolicy(LivekartUsersError):
+    """The erasure policy (USERS_ERASURE_POLICY / --erasure-policy) is not one we know."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f"erasure policy {value!r} is not one of anonymize, delete, keep: set "
+            "USERS_ERASURE_POLICY (or --erasure-policy) to one of them"
+        )
+
+
+class MissingSetting(LivekartUsersError):
+    """A setting the function needs is not set (its deployment is incomplete)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not set: run `livekart-users deploy` to configure it")

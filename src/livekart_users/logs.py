@@ -46,7 +46,7 @@ REPORT_GRACE_SECONDS = 15.0
 # Outcomes for invocations that ended without our line: Lambda's own report of them.
 TIMEOUT = "timeout"
 FUNCTION_ERROR = "function_error"
-KNOWN_OUTCOMES = ("created", "already_exists", "refreshed", "failed", "ignored")
+KNOWN_OUTCOMES = ("created", "already_exists", "refreshed", "failed", "unknown", "ignored")
 
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -13,7 +13,10 @@ The stages (the shape of a deploy: find what differs, show it, then change it):
 4. **settle**: rows whose user never showed up are orphans, unless their email belongs to a
    user held back in step 2 — that user came back with a new `sub` (a pool restored
    elsewhere): reported as moved, never created. Users held back for nothing are created;
-5. **orphans** are deleted only when asked, confirmed, and Cognito still says they are gone.
+5. **orphans** are deleted (`--delete-orphans`) or erased by the erasure policy
+   (`--erase-orphans`) only when asked, confirmed, and Cognito still says they are gone
+   (`AdminGetUser`, strongly consistent). Rows already marked deleted (`deletedAt`: erased
+   by the change handler or `users delete`) are reported apart, never as orphans.
 
 Every write is conditional and idempotent, so an interrupted run loses nothing: the next run
 reads both sides again and does only what is still to do.
@@ -46,7 +49,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from livekart_users import aws, schema
+from livekart_users import aws, erasure, pool_users, schema
 from livekart_users.exceptions import InvalidRecord, PoolNotFound
 from livekart_users.table import UsersTable
 
@@ -67,7 +70,8 @@ ORPHAN = "orphan"
 MOVED = "moved"
 UNCONFIRMED_USER = "unconfirmed"
 INVALID = "invalid"
-CATEGORIES = (TO_CREATE, TO_REFRESH, ORPHAN, MOVED, UNCONFIRMED_USER, INVALID)
+ERASED = "marked deleted"
+CATEGORIES = (TO_CREATE, TO_REFRESH, ORPHAN, MOVED, UNCONFIRMED_USER, INVALID, ERASED)
 
 # Cognito's server error is InternalErrorException; the rest are shared with the trigger.
 TRANSIENT_CODES = aws.RETRYABLE_CODES | {"InternalErrorException", "LimitExceededException"}
@@ -258,12 +262,21 @@ class TableIndex:
     odd_updated_at: dict[str, Any] = field(default_factory=dict)
     emails: array[int] = field(default_factory=lambda: array("Q"))
     count: int = 0
+    # Rows marked deleted: counted, a few ids kept for the report, never indexed as users.
+    erased: int = 0
+    erased_examples: list[str] = field(default_factory=list)
 
     _HINTS_END = 8 + 8 + len(schema.IDENTITY_FIELDS)
 
     def add(self, row: Mapping[str, Any]) -> None:
         uid = row.get("user_id")
         if not isinstance(uid, str):
+            return
+        self.count += 1
+        if schema.is_deleted(row):
+            self.erased += 1
+            if len(self.erased_examples) < DEFAULT_EXAMPLES * 10:
+                self.erased_examples.append(uid)
             return
         identity = _identity_of_row(row)
         email = _email_digest(identity)
@@ -276,7 +289,6 @@ class TableIndex:
         self.rows[uid] = packed
         if email != _NO_EMAIL:
             self.emails.append(email)
-        self.count += 1
 
     def seal(self) -> None:
         """Sort the email digests, for `has_email`."""
@@ -340,7 +352,10 @@ class Report:
     refreshed: int = 0
     changed_since_read: int = 0
     orphans_deleted: int = 0
+    orphans_erased: int = 0
     orphans_kept: int = 0
+    erased: int = 0  # rows already marked deleted
+    erasure_policy: str | None = None  # with --erase-orphans
     list_requests: int = 0
     retries: int = 0
     table_seconds: float = 0.0  # reading the table
@@ -367,6 +382,7 @@ class Report:
             MOVED: self.moved,
             UNCONFIRMED_USER: self.unconfirmed,
             INVALID: self.invalid,
+            ERASED: self.erased,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -456,10 +472,14 @@ class Reconciler:
         *,
         apply: bool = False,
         delete_orphans: bool = False,
+        erase_orphans: erasure.Policy | None = None,
         confirm_delete: Callable[[int], bool] | None = None,
     ) -> Report:
-        """Compare, and with `apply` heal. Orphans are deleted only with `apply`,
-        `delete_orphans` and `confirm_delete(count)` returning True."""
+        """Compare, and with `apply` heal. Orphans are deleted (`delete_orphans`) or erased
+        by the policy `erase_orphans` only with `apply` and `confirm_delete(count)` returning
+        True, and each only once Cognito confirms its user is gone."""
+        if delete_orphans and erase_orphans is not None:
+            raise ValueError("delete orphans or erase them, not both")
         started = self._clock()
         report = Report(
             self.user_pool_id,
@@ -471,6 +491,9 @@ class Reconciler:
         estimate = self._estimated_users()
         index = self._index_table()
         report.rows = index.count
+        report.erased = index.erased
+        for uid in index.erased_examples:
+            report.example(ERASED, uid, "its user was deleted; erased")
         report.table_seconds = round(self._clock() - started, 3)
         held = _Held()
         with _Writer(self.concurrency if apply else 0, report, self._progress) as writer:
@@ -482,8 +505,9 @@ class Reconciler:
             report.pool_seconds = round(self._clock() - started - report.table_seconds, 3)
             self._settle(index, held, report, writer)
             writer.drain()
-            if apply and delete_orphans:
-                self._delete_orphans(index, held, report, writer, confirm_delete)
+            if apply and (delete_orphans or erase_orphans is not None):
+                report.erasure_policy = str(erase_orphans) if erase_orphans else None
+                self._delete_orphans(index, held, report, writer, confirm_delete, erase_orphans)
                 writer.drain()
         report.retries = self.backoff.retries
         report.seconds = round(self._clock() - started, 3)
@@ -688,6 +712,7 @@ class Reconciler:
         report: Report,
         writer: _Writer,
         confirm: Callable[[int], bool] | None,
+        policy: erasure.Policy | None = None,
     ) -> None:
         if report.orphans == 0:
             return
@@ -699,11 +724,31 @@ class Reconciler:
             if held.users(index.email_digest(packed)):
                 continue  # moved, not orphaned: its app data is still someone's
             done += 1
-            if self._still_in_pool(uid):
+            if policy is not None:
+                self._erase_orphan(uid, policy, report, writer)
+            elif self._still_in_pool(uid):
                 report.orphans_kept += 1
             else:
                 writer.delete(self.table, uid, index.updated_at(uid, packed))
             self._progress(ProgressEvent("orphans", done, report.orphans))
+
+    def _erase_orphan(
+        self, uid: str, policy: erasure.Policy, report: Report, writer: _Writer
+    ) -> None:
+        """Erase the row by `policy` once AdminGetUser, strongly consistent, says the user is
+        gone (by the row's user name: the index kept ids only)."""
+        row = self.table.get(uid)
+        hint = row.get("username") if row else None
+        user = pool_users.find_user(
+            self.cognito,
+            self.user_pool_id,
+            uid,
+            username_hint=hint if isinstance(hint, str) else None,
+        )
+        if user is not None:
+            report.orphans_kept += 1
+        else:
+            writer.erase(self.table, uid, policy)
 
 
 def _sub_of(user: Mapping[str, Any]) -> str | None:
@@ -768,6 +813,19 @@ class _Writer:
     def delete(self, table: UsersTable, uid: str, updated_at: str | None) -> None:
         self._submit("delete", lambda: table.delete_if_unchanged(uid, read_updated_at=updated_at))
 
+    def erase(self, table: UsersTable, uid: str, policy: erasure.Policy) -> None:
+        self._submit(
+            "erase",
+            lambda: (
+                erasure.erase(table, uid, policy)
+                in (
+                    erasure.Erased.ANONYMIZED,
+                    erasure.Erased.DELETED,
+                    erasure.Erased.MARKED_DELETED,
+                )
+            ),
+        )
+
     def _submit(self, kind: str, operation: Callable[..., bool], *args: Any) -> None:
         if self._pool is None:
             return
@@ -791,6 +849,9 @@ class _Writer:
             elif kind == "refresh":
                 report.refreshed += written
                 report.changed_since_read += not written
+            elif kind == "erase":
+                report.orphans_erased += written
+                report.orphans_kept += not written
             else:
                 report.orphans_deleted += written
                 report.orphans_kept += not written
@@ -805,10 +866,14 @@ def reconcile(
     *,
     apply: bool = False,
     delete_orphans: bool = False,
+    erase_orphans: erasure.Policy | None = None,
     confirm_delete: Callable[[int], bool] | None = None,
     **options: Any,
 ) -> Report:
     """Compare the pool with the table and, with `apply`, heal the table. See `Reconciler`."""
     return Reconciler(cognito, table, user_pool_id, **options).run(
-        apply=apply, delete_orphans=delete_orphans, confirm_delete=confirm_delete
+        apply=apply,
+        delete_orphans=delete_orphans,
+        erase_orphans=erase_orphans,
+        confirm_delete=confirm_delete,
     )

@@ -41,8 +41,15 @@ VENDOR_DEFAULTS: Mapping[str, Any] = {
     "rating": Decimal(0),
     "totalReviews": Decimal(0),
 }
+# Written by the change handler (livekart_users.changes), `users delete` and reconcile only.
+DELETED_AT = "deletedAt"  # when the Cognito user was deleted; the row keeps only app data
+COGNITO_ENABLED = "cognitoEnabled"  # Cognito's own enabled flag; absent: not seen yet
+# What erasure removes: everything that names or reaches the person. `username` too, but only
+# when it is an email or a phone number (see `username_is_personal`).
+PERSONAL_FIELDS = ("email", "name", "phoneNumber", "address", "profileImage")
 RECORD_FIELDS = frozenset(
     {"user_id", "role", "status", "createdAt", "updatedAt", "lastLoginAt"}
+    | {DELETED_AT, COGNITO_ENABLED}
     | set(IDENTITY_FIELDS)
     | set(APP_DEFAULTS)
     | set(VENDOR_DEFAULTS)
@@ -77,6 +84,25 @@ def _text(value: Any) -> str | None:
 def user_id(attributes: Mapping[str, Any]) -> str | None:
     """The stable id of the user (Cognito `sub`), or None when the event carries none."""
     return _text(attributes.get("sub"))
+
+
+_EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+$")
+_PHONE_LIKE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
+
+
+def username_is_personal(username: Any) -> bool:
+    """True when a user name is an email address or a phone number (erasure removes it).
+
+    Cognito's own user names in email- or phone-sign-in pools are the `sub`, which is not.
+    """
+    return isinstance(username, str) and bool(
+        _EMAIL_LIKE.match(username.strip()) or _PHONE_LIKE.match(username.strip())
+    )
+
+
+def is_deleted(row: Mapping[str, Any]) -> bool:
+    """True when the row is marked deleted (its Cognito user is gone)."""
+    return row.get(DELETED_AT) is not None
 
 
 def display_name(attributes: Mapping[str, Any]) -> str | None:
@@ -162,9 +188,13 @@ def problems(item: Mapping[str, Any]) -> list[str]:
     """Everything that makes `item` an invalid row (empty when it is valid)."""
     found: list[str] = []
     vendor = item.get("role") == VENDOR
+    # An erased row has lost its personal fields (and maybe its user name) on purpose.
+    erased = DELETED_AT in item
     for field, (check, what) in _RULES.items():
         if field not in item:
-            required = field in _REQUIRED or (vendor and field in VENDOR_DEFAULTS)
+            required = (field in _REQUIRED and not (erased and field in _ERASABLE)) or (
+                vendor and field in VENDOR_DEFAULTS
+            )
             if required:
                 found.append(
                     f"{field}: is missing"
@@ -287,9 +317,12 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "totalRevenue": _NUMBER,
     "rating": _NUMBER,
     "totalReviews": _NUMBER,
+    DELETED_AT: _TIMESTAMP_RULE,
+    COGNITO_ENABLED: (lambda v: isinstance(v, bool), "must be true or false"),
 }
 # Every row has these; vendor rows also have the vendor fields; `email` is absent without one.
-_REQUIRED = frozenset(_RULES) - {"email"} - set(VENDOR_DEFAULTS)
+_REQUIRED = frozenset(_RULES) - {"email", DELETED_AT, COGNITO_ENABLED} - set(VENDOR_DEFAULTS)
+_ERASABLE = frozenset({*PERSONAL_FIELDS, "username"})
 
 
 # --- extra fields from configuration -----------------------------------------------------

@@ -325,19 +325,27 @@ class UsersTable:
         *,
         read_updated_at: str | None,
         timestamp: str,
+        enabled: bool | None = None,
     ) -> bool:
-        """Write Cognito's identity attributes (`schema.identity`) and `updatedAt` into the row.
+        """Write Cognito's identity attributes (`schema.identity`) and `updatedAt` into the row,
+        and Cognito's enabled flag (`cognitoEnabled`) when `enabled` is given.
 
-        Only if the row still exists and its `updatedAt` is still `read_updated_at` (None: it
-        had none), i.e. nothing wrote to it since it was read; True when it was written. Never
-        touches `lastLoginAt` (this is not a sign-in) or any app-owned field.
+        Only if the row still exists, is not marked deleted, and its `updatedAt` is still
+        `read_updated_at` (None: it had none), i.e. nothing wrote to it since it was read; True
+        when it was written. Never touches `lastLoginAt` (this is not a sign-in) or any
+        app-owned field, `status` included.
         """
-        fields = {f: identity[f] for f in schema.IDENTITY_FIELDS if f in identity}
+        fields: dict[str, Any] = {f: identity[f] for f in schema.IDENTITY_FIELDS if f in identity}
+        if enabled is not None:
+            fields[schema.COGNITO_ENABLED] = enabled
         expression, names, values = update_expression(
             {**fields, "updatedAt": timestamp},
             remove=() if "email" in identity else ("email",),
         )
         condition, names, values = _unchanged_since_read(read_updated_at, names, values)
+        # A late change event must never bring personal data back into an erased row.
+        condition += " AND attribute_not_exists(#deletedAt)"
+        names = {**names, "#deletedAt": schema.DELETED_AT}
         try:
             self.client.update_item(
                 TableName=self.name,
@@ -371,6 +379,52 @@ class UsersTable:
                 return False
             raise self._translated(exc) from exc
         return True
+
+    # --- erasure: the Cognito user is gone --------------------------------------------
+
+    def anonymize(self, user_id: str, *, remove_username: bool, timestamp: str) -> bool:
+        """Remove every personal field (and the user name if `remove_username`) and mark the
+        row deleted at `timestamp`; app data stays. True when this call did it, False when the
+        row is missing or already marked deleted (a replay changes nothing).
+
+        With `email` gone, the `email-index` GSI no longer finds the row.
+        """
+        removed = [*schema.PERSONAL_FIELDS, *(("username",) if remove_username else ())]
+        return self._mark_deleted(user_id, timestamp, removed)
+
+    def mark_deleted(self, user_id: str, *, timestamp: str) -> bool:
+        """Mark the row deleted at `timestamp` and keep everything (the `keep` policy)."""
+        return self._mark_deleted(user_id, timestamp, [])
+
+    def _mark_deleted(self, user_id: str, timestamp: str, removed: list[str]) -> bool:
+        expression, names, values = update_expression(
+            {schema.DELETED_AT: timestamp, "updatedAt": timestamp}, remove=removed
+        )
+        try:
+            self.client.update_item(
+                TableName=self.name,
+                Key=to_dynamo({"user_id": user_id}),
+                UpdateExpression=expression,
+                # Not conditioned on updatedAt: erasure must win over any concurrent write.
+                ConditionExpression="attribute_exists(user_id) AND attribute_not_exists(#deleted)",
+                ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
+                ExpressionAttributeValues=to_dynamo(values),
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
+
+    def delete(self, user_id: str) -> bool:
+        """Delete the row whatever it holds; True when there was one (the `delete` policy)."""
+        try:
+            answer = self.client.delete_item(
+                TableName=self.name, Key=to_dynamo({"user_id": user_id}), ReturnValues="ALL_OLD"
+            )
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+        return bool(answer.get("Attributes"))
 
     # --- the table itself --------------------------------------------------------------
 

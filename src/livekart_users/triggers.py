@@ -9,25 +9,43 @@
 It always returns the event: an exception here would fail the user's sign-up or sign-in, and
 a failed write is healed by the next sign-in or by reconcile. All DynamoDB work shares one
 deadline (at most 2.5 s) so the invocation, cold start included, ends inside Cognito's 5 s.
+Cognito's clock runs through the container's start too, which the context's remaining time
+leaves out: the first invocation of an on-demand cold start (Lambda says so in
+`AWS_LAMBDA_INITIALIZATION_TYPE`) that follows init at once is charged the time since the
+process started. The DynamoDB client is built at init (its objects then join the
+`gc.freeze()` below); where that failed, or the environment changed, it is built once for all
+concurrent invocations, each waiting for it only within its deadline.
+
+A write ends `failed` when it was refused or never sent (nothing was written), or `unknown`
+when an attempt was sent and its answer never came (the conditional write may have landed).
+Each outcome is one log line and one EMF metric (`UserWriteFailed`, `UserWriteUnknown`, ...)
+with the function's name as a dimension, so two deployments' alarms count their own.
 Logs carry the user id, trigger source, outcome and error code, never email, name or phone.
 
 Only what a trigger needs is imported here, to keep the Lambda zip and its cold start small.
 """
 
+# ruff: noqa: E402 (the collector is switched off before the imports it would slow down)
 from __future__ import annotations
 
 import gc
+
+# Init builds what lives as long as the container (modules, the client and its models), and
+# the collector's passes over it during init are wasted work (≈ 10 % of init's CPU, measured:
+# docs/performance.md). Off until init ends, where it is frozen and the collector comes back.
+gc.disable()
+
+import contextlib
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.cognito_user_pool_event import (
-    PostAuthenticationTriggerEvent,
-    PostConfirmationTriggerEvent,
-)
 
 from livekart_users import aws, schema
 from livekart_users.exceptions import InvalidExtraFields, InvalidRecord
@@ -38,36 +56,130 @@ if TYPE_CHECKING:
 
 SERVICE = "livekart-users"
 METRICS_NAMESPACE = "LiveKartUsers"
+# The handler returns within this (from the container's start, on a cold start).
 BUDGET_SECONDS = 2.5
 # Kept back from the function's own remaining time, for logging and the reply to Cognito.
 RESERVE_SECONDS = 0.3
+# Kept back from the budget for what follows the writes: the log line and the metric.
+WRAP_UP_SECONDS = 0.1
 
 CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 CONFIRM_FORGOT_PASSWORD = "PostConfirmation_ConfirmForgotPassword"
 AUTHENTICATION = "PostAuthentication_Authentication"
 
-FAILED = "failed"
+# Lambda's own word on how this environment started: only "on-demand" has a caller waiting
+# through init (not "provisioned-concurrency" or "snap-start"; not a test or a local endpoint,
+# where the variable is unset). Even on demand, Lambda may start an environment ahead of
+# traffic: a first invocation that comes later than this after init did not wait for it.
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+ON_DEMAND = "on-demand"
+INIT_FOLLOWED_WITHIN = 0.5
+
+FAILED = "failed"  # refused, or never sent: nothing was written
+UNKNOWN = "unknown"  # sent, and no answer came: the write may have landed
 IGNORED = "ignored"
 METRIC_NAMES = {
     Outcome.CREATED: "UserCreated",
     Outcome.ALREADY_EXISTS: "UserAlreadyExisted",
     Outcome.REFRESHED: "UserRefreshed",
     FAILED: "UserWriteFailed",
+    UNKNOWN: "UserWriteUnknown",
 }
+# The dimension that tells two deployments' metrics apart (Lambda sets the variable).
+FUNCTION_DIMENSION = "function_name"
+LOCAL_FUNCTION = "local"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
-# What the imports built lives as long as the container: move it out of the collector's way,
-# so a cold start's first invocation does not pay for a full collection of it (≈ 35 ms, see
-# docs/performance.md).
+metrics.set_default_dimensions(
+    **{FUNCTION_DIMENSION: os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or LOCAL_FUNCTION}
+)
+
+# What a client is built from that the environment may change between invocations of one
+# process (tests, the local endpoint; on Lambda none of it changes): the endpoint override,
+# the region and the credentials' identity (DynamoDB Local keeps tables per access key).
+ClientKey = tuple[str | None, str, str | None, str | None]
+
+
+class ClientNotReady(Exception):
+    """The DynamoDB client was still being built when the deadline ran out."""
+
+
+def _client_key() -> ClientKey:
+    return (
+        # Part of the key only: boto3 reads these variables itself.
+        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
+        aws.region(),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_PROFILE"),
+    )
+
+
+def _build_client(key: ClientKey) -> Any:
+    return aws.client("dynamodb", config=aws.TRIGGER_CONFIG, region_name=key[1])
+
+
+_clients: dict[ClientKey, Future[Any]] = {}
+_clients_lock = threading.Lock()
+# Builds that outlast an invocation's deadline finish here, for the next one.
+_builder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="livekart-users-client")
+
+
+def _users_table(deadline: aws.Deadline) -> UsersTable:
+    """The table the environment names, on a client built once and shared by concurrent
+    invocations, waited for only within `deadline` (raises DeadlineExceeded, with nothing
+    sent, when it is not ready in time)."""
+    key = _client_key()
+    with _clients_lock:
+        build = _clients.get(key)
+        if build is None or (build.done() and build.exception() is not None):
+            build = _builder.submit(_build_client, key)  # a failed build is tried again
+            _clients[key] = build
+    try:
+        client = build.result(timeout=deadline.remaining())
+    except FutureTimeout:
+        raise aws.DeadlineExceeded(ClientNotReady()) from None
+    return UsersTable(client, os.environ.get("USERS_TABLE") or DEFAULT_TABLE)
+
+
+def _build_at_init() -> None:
+    """Build the client the environment names, now: an on-demand init reportedly runs on a
+    full vCPU whatever the memory size (AWS, "Effectively running Java on Serverless: utilize
+    initialization phase", serverlessland.com), ahead of demand it costs no caller anything,
+    and either way its objects join the `gc.freeze()` below. A failure here must not fail
+    init (that would fail the sign-up): the first invocation tries again."""
+    key = _client_key()
+    try:
+        client = _build_client(key)
+    except Exception:
+        return
+    built: Future[Any] = Future()
+    built.set_result(client)
+    _clients[key] = built
+
+
+def _process_started() -> float:
+    """When this process started, on the `time.monotonic()` clock (Linux: from /proc; the
+    runtime starts the process when Lambda starts the container). Elsewhere: now."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22, counted from after the command name
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic()
+    return time.monotonic() - max(0.0, age)
+
+
+_build_at_init()
+# What the imports and the client built lives as long as the container: move it out of the
+# collector's way, so a cold start's first invocation does not pay for a full collection of
+# it (≈ 35 ms, see docs/performance.md). Then collect as usual.
 gc.freeze()
-
-
-@lru_cache(maxsize=4)
-def _users_table(name: str, endpoint: str | None, region: str) -> UsersTable:
-    """Built once per container (the environment does not change inside one)."""
-    del endpoint  # part of the cache key only: boto3 reads AWS_ENDPOINT_URL_DYNAMODB itself
-    return UsersTable(aws.client("dynamodb", config=aws.TRIGGER_CONFIG, region_name=region), name)
+gc.enable()
+_INIT_STARTED = _process_started()
+_INIT_ENDED = time.monotonic()
+_first_invocation = threading.Lock()
 
 
 @lru_cache(maxsize=4)
@@ -75,29 +187,47 @@ def _extra_fields(text: str | None) -> dict[str, Any]:
     return schema.parse_extra_fields(text)
 
 
-def _budget(context: Any) -> float:
+def _init_charge(started: float) -> float:
+    """The time this invocation's caller already spent waiting for the container to start:
+    since the process started, for the first invocation when it follows init at once; else 0.
+    """
+    if not _first_invocation.acquire(blocking=False):
+        return 0.0  # not the first: its caller did not wait through init
+    if os.environ.get(INITIALIZATION_TYPE) != ON_DEMAND:
+        return 0.0
+    if started - _INIT_ENDED > INIT_FOLLOWED_WITHIN:
+        return 0.0
+    return max(0.0, started - _INIT_STARTED)
+
+
+def _budget(context: Any, charged: float) -> float:
+    budget = BUDGET_SECONDS - WRAP_UP_SECONDS - charged
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining_ms):
-        try:
-            return max(0.0, min(BUDGET_SECONDS, float(remaining_ms()) / 1000 - RESERVE_SECONDS))
-        except Exception:  # a context we do not understand must not cost the sign-up
-            pass
-    return BUDGET_SECONDS
+        # A context we do not understand must not cost the sign-up.
+        with contextlib.suppress(Exception):
+            budget = min(budget, float(remaining_ms()) / 1000 - RESERVE_SECONDS)
+    return max(0.0, budget)
 
 
 def handler(event: Any, context: LambdaContext | None) -> Any:
     """Write or refresh the user's row; always return the event to Cognito."""
     started = time.monotonic()
+    # Taken first, before anything can fail: the budget must count from the call's start.
+    charged = _init_charge(started)
+    deadline = aws.Deadline(_budget(context, charged))
     source = event.get("triggerSource") if isinstance(event, dict) else None
     log: dict[str, Any] = {"trigger_source": source if isinstance(source, str) else None}
+    if charged:
+        log["init_ms"] = round(charged * 1000, 1)  # spent of the budget before the call
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         log["request_id"] = request_id
     outcome: str
     try:
-        outcome = _dispatch(event, context, log)
+        outcome = _dispatch(event, deadline, log)
     except Exception as exc:  # never break a sign-up or sign-in: heal later instead
-        outcome = FAILED
+        outcome = UNKNOWN if aws.may_have_landed(exc) else FAILED
         log["error_code"] = aws.error_code(exc)
         if isinstance(exc, aws.DeadlineExceeded) and exc.last_error is not None:
             log["last_error_code"] = aws.error_code(exc.last_error)
@@ -107,21 +237,50 @@ def handler(event: Any, context: LambdaContext | None) -> Any:
     return event
 
 
-def _dispatch(event: Any, context: Any, log: dict[str, Any]) -> str:
+class CognitoTriggerEvent:
+    """The parts of a Cognito Post Confirmation or Post Authentication event the trigger reads.
+
+    `triggerSource`: PostConfirmation_ConfirmSignUp, PostConfirmation_ConfirmForgotPassword or
+    PostAuthentication_Authentication. Our own view rather than powertools' event classes:
+    importing those runs their package's `__init__`, which imports every event class
+    powertools has (≈ 15 ms of a full CPU, ≈ 2.5 % of a cold sign-up at 1,024 MB; see
+    docs/performance.md). Sensitive attributes stay out of `repr`.
+    """
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+
+    def __repr__(self) -> str:
+        return f"CognitoTriggerEvent(trigger_source={self.trigger_source!r})"
+
+    @property
+    def trigger_source(self) -> Any:
+        """What fired the trigger."""
+        return self._raw.get("triggerSource")
+
+    @property
+    def user_name(self) -> Any:
+        """The user's Cognito user name (`userName`)."""
+        return self._raw.get("userName")
+
+    @property
+    def user_attributes(self) -> Any:
+        """`request.userAttributes`, as sent: a map of attribute name to string, if valid."""
+        request = self._raw.get("request")
+        return request.get("userAttributes") if isinstance(request, dict) else None
+
+
+def _dispatch(event: Any, deadline: aws.Deadline, log: dict[str, Any]) -> str:
     source = log["trigger_source"]
     if source not in (CONFIRM_SIGN_UP, CONFIRM_FORGOT_PASSWORD, AUTHENTICATION):
         return IGNORED
-    typed = (
-        PostAuthenticationTriggerEvent(event)
-        if source == AUTHENTICATION
-        else PostConfirmationTriggerEvent(event)
-    )
-    attributes = typed.request.user_attributes
+    typed = CognitoTriggerEvent(event)
+    attributes = typed.user_attributes
     if not isinstance(attributes, dict):
         raise InvalidRecord(["request.userAttributes: must be a map"])
     uid = schema.user_id(attributes)
     log["user_id"] = uid
-    username = typed.get("userName")
+    username = typed.user_name
     # userName is always there from Cognito; without it the row is keyed and named by sub.
     username = username if isinstance(username, str) and username else (uid or "")
 
@@ -133,13 +292,7 @@ def _dispatch(event: Any, context: Any, log: dict[str, Any]) -> str:
         log["role_assigned"] = schema.CUSTOMER
 
     extra = _configured_extra_fields(log)
-    # The deadline starts before the client is built: a cold start's client build counts too.
-    deadline = aws.Deadline(_budget(context))
-    table = _users_table(
-        os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
-        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
-        aws.region(),
-    )
+    table = _users_table(deadline)
     timestamp = schema.now()
 
     if source == AUTHENTICATION:
@@ -166,6 +319,8 @@ def _report(outcome: str, log: dict[str, Any]) -> None:
     try:
         if outcome == FAILED:
             logger.error("user record not written", extra=log)
+        elif outcome == UNKNOWN:
+            logger.warning("user record write sent, no answer: it may have landed", extra=log)
         elif outcome == IGNORED:
             logger.info("trigger source not handled; passed through", extra=log)
         else:

@@ -81,6 +81,16 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     "--architecture", type=click.Choice(["arm64", "x86_64"]), default="arm64", show_default=True
 )
 @click.option(
+    "--memory",
+    "memory_mb",
+    type=click.IntRange(*models.MEMORY_RANGE),
+    default=models.MEMORY_MB,
+    show_default=True,
+    metavar="MB",
+    help="The function's memory; Lambda's CPU, and so the cold start, scale with it "
+    "(docs/deploy.md).",
+)
+@click.option(
     "--log-retention-days",
     # Only the periods CloudWatch Logs accepts: anything else would fail mid-deploy.
     type=click.Choice([str(d) for d in models.RETENTION_DAYS]),
@@ -98,6 +108,14 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     help="Extra record fields with defaults [env USERS_EXTRA_FIELDS]",
 )
 @click.option("--alarm-topic-arn", default=None, help="SNS topic the failed-write alarm notifies.")
+@click.option(
+    "--erasure-policy",
+    type=click.Choice(["anonymize", "delete", "keep"], case_sensitive=False),
+    default=None,
+    envvar="USERS_ERASURE_POLICY",
+    help="What the change handler does to a deleted user's row: anonymize (remove personal "
+    "fields, keep app data), delete, or keep [env USERS_ERASURE_POLICY; default anonymize].",
+)
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @friendly_errors
@@ -105,7 +123,9 @@ def deploy(
     user_pool_id: str, region: str | None, force: bool, dry_run: bool, **options: Any
 ) -> None:
     """Deploy the trigger onto an existing user pool: table, role, function, permission,
-    alarm and the pool's Post Confirmation / Post Authentication triggers.
+    alarm and the pool's Post Confirmation / Post Authentication triggers; and the change
+    handler (its own role and function, an EventBridge rule for this pool's CloudTrail
+    events, a dead-letter queue). Without a CloudTrail trail it still deploys, and says so.
 
     Safe on a production pool: every other pool setting is sent back unchanged; the pool
     names the function's alias `live`, moved in one call once a new version is complete, so
@@ -117,6 +137,11 @@ def deploy(
     with console.status("reading what exists…"):
         plan = planner.plan_deploy(target, clients, force=force)
     _run(plan, clients, dry_run, "deploy")
+    for step in plan.steps:
+        if step.reason.startswith("WARNING: "):
+            console.print(
+                f"[yellow]{step.resource}:[/yellow] {step.reason.removeprefix('WARNING: ')}"
+            )
     if plan.refused:
         # Everything else was done; the plan was not carried out in full, so exit non-zero.
         for slot, arn in sorted(plan.refused.items()):

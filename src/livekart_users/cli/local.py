@@ -209,7 +209,8 @@ def local_demo(directory: Path | None, start: bool) -> None:
     """Sign up, confirm and sign in sample users through Cognito; show their rows.
 
     Then create a user with AdminCreateUser (no trigger fires, so no row) and backfill its
-    row with `reconcile --apply`.
+    row with `reconcile --apply`; then change a user's email and delete the user as an
+    administrator, and show the row following both without a sign-in (change events).
     """
     from livekart_users.local import demo
 
@@ -227,6 +228,10 @@ def local_demo(directory: Path | None, start: bool) -> None:
         title = f"{backfill.email}: row after reconcile"
         console.print(render.record_detail(backfill.after, title))
     _show_invocations(stack)
+    changed = demo.changes(stack, say=lambda line: console.print(f"• {line}"))
+    if changed.erased_after is not None:
+        title = "the deleted user's row: personal fields gone, app data kept"
+        console.print(render.record_detail(changed.erased_after, title))
     dir_flag = _dir_flag(directory)
     console.print(
         f"See every row: [bold]livekart-users users list[/bold] (after loading "

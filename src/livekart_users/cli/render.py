@@ -353,9 +353,16 @@ def _outcome(report: Any, category: str) -> str:
             done += f", {report.changed_since_read} skipped: changed since read (next run)"
         return done
     if category == "orphan":
+        if report.orphans_erased or (report.erasure_policy and report.orphans_kept):
+            return (
+                f"erased {report.orphans_erased} ({report.erasure_policy}), "
+                f"kept {report.orphans_kept}"
+            )
         if report.orphans_deleted or report.orphans_kept:
             return f"deleted {report.orphans_deleted}, kept {report.orphans_kept}"
-        return "reported only (--delete-orphans to delete)"
+        return "reported only (--erase-orphans or --delete-orphans to act)"
+    if category == "marked deleted":
+        return "left alone: erased when their user was deleted"
     if category == "moved":
         return "reported only: app data is not moved"
     if category == "unconfirmed":
@@ -408,6 +415,24 @@ def print_reconcile(console: Console, report: Any) -> None:
     )
     if not report.applied and (report.to_create or report.to_refresh):
         console.print("Nothing was changed: run again with [bold]--apply[/bold] to heal the table.")
+
+
+_ROW_OUTCOMES: Mapping[str, str] = {
+    "anonymized": "personal fields removed, marked deleted, app data kept",
+    "deleted": "row deleted",
+    "marked_deleted": "marked deleted, kept as it was",
+    "already_erased": "already erased",
+    "no_row": "no row",
+}
+
+
+def deletion(done: Any) -> str:
+    """One line for `users delete` (an `erasure.Deletion`)."""
+    cognito = (
+        "deleted from Cognito" if done.cognito_user_deleted else "not in Cognito (already gone)"
+    )
+    row = _ROW_OUTCOMES.get(done.row, done.row)
+    return f"user {data_cell(done.user_id)}: {cognito}; row: {row} (policy {done.policy})"
 
 
 # --- logs --------------------------------------------------------------------------------

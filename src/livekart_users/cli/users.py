@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from livekart_users import aws, schema
+from livekart_users import aws, erasure, schema
 from livekart_users.cli import render
 from livekart_users.cli.common import F, console, errors, friendly_errors
 from livekart_users.table import DEFAULT_TABLE, UsersTable
@@ -31,6 +31,18 @@ def table_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def erasure_policy_option(command: F) -> F:
+    return click.option(
+        "--erasure-policy",
+        envvar=erasure.ENVIRONMENT_VARIABLE,
+        type=click.Choice([str(p) for p in erasure.Policy], case_sensitive=False),
+        default=str(erasure.DEFAULT_POLICY),
+        show_default=True,
+        help="What erasing a row does: anonymize (remove personal fields, keep app data), "
+        f"delete (the row goes) or keep (only mark it) [env {erasure.ENVIRONMENT_VARIABLE}].",
+    )(command)
 
 
 def json_option(help_text: str) -> Callable[[F], F]:
@@ -60,9 +72,10 @@ def _show_row(row: dict[str, Any], as_json: bool, title: str) -> None:
 
 @click.group()
 def users() -> None:
-    """Look users up in the table, and change their role or status.
+    """Look users up in the table, change their role or status, delete them.
 
-    These commands read and write the DynamoDB table only, never Cognito.
+    These commands read and write the DynamoDB table only, never Cognito, except `delete`,
+    which deletes the user from Cognito too.
     """
 
 
@@ -147,6 +160,59 @@ def users_set_role(user_id: str, role: str, table: str, region: str | None, as_j
     _show_row(row, as_json, f"user {user_id}: role is now {role}")
 
 
+@users.command("delete")
+@click.argument("user_id")
+@click.option(
+    "--user-pool-id",
+    required=True,
+    envvar="USER_POOL_ID",
+    metavar="POOL",
+    help="The Cognito user pool [env USER_POOL_ID].",
+)
+@erasure_policy_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@table_options
+@json_option("Print what was done as JSON.")
+@friendly_errors
+def users_delete(
+    user_id: str,
+    user_pool_id: str,
+    erasure_policy: str,
+    yes: bool,
+    table: str,
+    region: str | None,
+    as_json: bool,
+) -> None:
+    """Delete a user: from Cognito (AdminDeleteUser), then erase their row.
+
+    The erasure an app's "delete my account" button or a support agent needs. Cognito goes
+    first, so a run stopped half-way never leaves an account that could sign in and write
+    personal data back; run it again (or let the change handler or `reconcile
+    --erase-orphans` do it) and the row is erased. Running it twice changes nothing.
+    """
+    policy = erasure.parse_policy(erasure_policy)
+    chosen = aws.resolve_region(region, user_pool_id)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("no terminal to confirm the deletion: pass --yes")
+        click.confirm(
+            f"Delete user {user_id} from {user_pool_id} and erase their row in {table} "
+            f"({policy})? This cannot be undone",
+            abort=True,
+        )
+    done = erasure.delete_user(
+        aws.client("cognito-idp", region_name=chosen),
+        UsersTable(aws.client("dynamodb", region_name=chosen), table),
+        user_pool_id,
+        user_id,
+        policy,
+    )
+    if as_json:
+        click.echo(render.to_json(done.as_dict()))
+    else:
+        console.print(render.deletion(done))
+
+
 def _status_command(name: str, status: str, summary: str) -> click.Command:
     @click.argument("user_id")
     @table_options
@@ -182,7 +248,14 @@ _status_command("activate", "active", "Mark a user active in the table.")
     is_flag=True,
     help="With --apply: delete rows whose Cognito user is gone, after a confirmation.",
 )
-@click.option("--yes", "-y", is_flag=True, help="Delete orphans without asking.")
+@click.option(
+    "--erase-orphans",
+    is_flag=True,
+    help="With --apply: apply the erasure policy to rows whose Cognito user is confirmed "
+    "gone (AdminGetUser), after a confirmation.",
+)
+@erasure_policy_option
+@click.option("--yes", "-y", is_flag=True, help="Delete or erase orphans without asking.")
 @click.option(
     "--rate",
     type=click.FloatRange(0.1, 30.0),
@@ -220,6 +293,8 @@ def reconcile_command(
     user_pool_id: str,
     apply: bool,
     delete_orphans: bool,
+    erase_orphans: bool,
+    erasure_policy: str,
     yes: bool,
     rate: float,
     concurrency: int,
@@ -239,6 +314,9 @@ def reconcile_command(
     """
     from livekart_users import reconcile
 
+    if delete_orphans and erase_orphans:
+        raise click.UsageError("--delete-orphans and --erase-orphans: choose one")
+    policy = erasure.parse_policy(erasure_policy) if erase_orphans else None
     extra = schema.parse_extra_fields(extra_fields)
     cognito, dynamodb = reconcile.clients(aws.resolve_region(region, user_pool_id), concurrency)
     with render.ReconcileProgress(console, enabled=console.is_terminal and not as_json) as bars:
@@ -248,7 +326,8 @@ def reconcile_command(
                 return True
             if not sys.stdin.isatty():
                 return False  # no one to ask: keep them
-            question = f"Delete {count} orphan rows from {table}?"
+            verb = f"Erase ({policy})" if policy else "Delete"
+            question = f"{verb} {count} orphan rows from {table}?"
             return bool(bars.paused(lambda: click.confirm(question, default=False)))
 
         report = reconcile.reconcile(
@@ -257,6 +336,7 @@ def reconcile_command(
             user_pool_id,
             apply=apply,
             delete_orphans=delete_orphans,
+            erase_orphans=policy,
             confirm_delete=confirm,
             rate=rate,
             concurrency=concurrency,

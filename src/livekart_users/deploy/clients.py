@@ -19,6 +19,10 @@ class Clients:
         "cloudwatch": "cloudwatch",
         "dynamodb": "dynamodb",
         "cognito": "cognito-idp",
+        # The change handler's rule, dead-letter queue, and the trail it needs.
+        "events": "events",
+        "sqs": "sqs",
+        "cloudtrail": "cloudtrail",
     }
     sts: Any
     iam: Any
@@ -27,6 +31,9 @@ class Clients:
     cloudwatch: Any
     dynamodb: Any
     cognito: Any
+    events: Any
+    sqs: Any
+    cloudtrail: Any
 
     def __init__(
         self,

@@ -14,7 +14,14 @@ from urllib.parse import unquote
 
 from livekart_users import schema
 from livekart_users.table import DEFAULT_TABLE, EMAIL_INDEX
-from livekart_users.triggers import METRIC_NAMES, METRICS_NAMESPACE, SERVICE
+from livekart_users.triggers import (
+    FAILED,
+    FUNCTION_DIMENSION,
+    METRIC_NAMES,
+    METRICS_NAMESPACE,
+    SERVICE,
+    UNKNOWN,
+)
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
 DEFAULT_ROLE = "livekart-cognito-trigger-role"
@@ -29,7 +36,12 @@ RUNTIME = "python3.13"
 DEFAULT_ARCHITECTURE = "arm64"
 # Cognito gives a trigger 5 s including the cold start; the handler's own deadline is 2.5 s.
 TIMEOUT_SECONDS = 4
-MEMORY_MB = 256
+# Lambda gives CPU in proportion to memory (1,769 MB = one vCPU), and a cold sign-up is CPU
+# work (imports, the client's models): measured as Lambda runs it (bench/lambda_cold.py,
+# docs/performance.md), 256 MB took ≈ 2.8 s, past the 1 s a sign-up may spend starting, and
+# this size meets it. docs/deploy.md says what it costs and how to choose another.
+MEMORY_MB = 1024
+MEMORY_RANGE = (128, 10240)  # what Lambda accepts, in MB
 LOG_RETENTION_DAYS = 30
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy refuses others).
 RETENTION_DAYS = (
@@ -40,7 +52,11 @@ OWNER_TAG = ("managed-by", "livekart-users")
 # The CloudFormation template tags its resources with the stack's name: `destroy` never
 # deletes what a stack owns (deleting the stack does, after `livekart-users detach`).
 STACK_TAG = "livekart-users:stack"
-FAILED_METRIC = METRIC_NAMES["failed"]
+# The alarm counts writes that certainly did not land (refused, or never sent); writes whose
+# answer never came (UNKNOWN_METRIC) may have landed and are reported beside it, not alarmed.
+FAILED_METRIC = METRIC_NAMES[FAILED]
+UNKNOWN_METRIC = METRIC_NAMES[UNKNOWN]
+NAMESPACE = METRICS_NAMESPACE
 TRIGGER_SLOTS = ("PostConfirmation", "PostAuthentication")
 # Lambda refuses these in a function's environment (the original guide set AWS_REGION).
 RESERVED_VARIABLES = frozenset(
@@ -82,9 +98,12 @@ class Target:
     function: str = field(default_factory=lambda: _env("LIVEKART_FUNCTION", DEFAULT_FUNCTION))
     role: str = field(default_factory=lambda: _env("LIVEKART_ROLE", DEFAULT_ROLE))
     architecture: str = DEFAULT_ARCHITECTURE
+    memory_mb: int = MEMORY_MB
     log_retention_days: int = LOG_RETENTION_DAYS
     extra_fields: str | None = None
     alarm_topic_arn: str | None = None
+    # What the change handler does to a deleted user's row (livekart_users.erasure).
+    erasure_policy: str = field(default_factory=lambda: _env("USERS_ERASURE_POLICY", "anonymize"))
 
     @property
     def partition(self) -> str:
@@ -191,7 +210,7 @@ def function_settings(target: Target) -> dict[str, Any]:
         "Handler": HANDLER,
         "Role": target.role_arn,
         "Timeout": TIMEOUT_SECONDS,
-        "MemorySize": MEMORY_MB,
+        "MemorySize": target.memory_mb,
         "Architectures": [target.architecture],
         "Environment": {"Variables": environment(target)},
     }
@@ -208,18 +227,28 @@ def invoke_permission(target: Target) -> dict[str, Any]:
     }
 
 
+def metric_dimensions(target: Target) -> list[dict[str, str]]:
+    """The dimensions of this deployment's metrics: the function's name tells two apart."""
+    return [
+        {"Name": FUNCTION_DIMENSION, "Value": target.function},
+        {"Name": "service", "Value": SERVICE},
+    ]
+
+
 def alarm(target: Target) -> dict[str, Any]:
     """Any failed write in 5 minutes: the trigger swallows errors, so this is how one learns."""
     actions = [target.alarm_topic_arn] if target.alarm_topic_arn else []
     return {
         "AlarmName": target.alarm_name,
         "AlarmDescription": (
-            f"{target.function} could not write a user record (the sign-up or sign-in still "
-            "succeeded; the next sign-in or `livekart-users reconcile` heals it)"
+            f"{target.function} could not write a user record: DynamoDB refused the write or "
+            f"it was never sent ({FAILED_METRIC}). Writes sent and never answered may have "
+            f"landed and are not counted here ({UNKNOWN_METRIC}). The sign-up or sign-in "
+            "still succeeded; the next sign-in or `livekart-users reconcile` heals it"
         ),
         "Namespace": METRICS_NAMESPACE,
         "MetricName": FAILED_METRIC,
-        "Dimensions": [{"Name": "service", "Value": SERVICE}],
+        "Dimensions": metric_dimensions(target),
         "Statistic": "Sum",
         "Period": 300,
         "EvaluationPeriods": 1,

@@ -1,9 +1,19 @@
-"""The Lambda zip: the trigger's modules and their pure-Python dependencies, byte for byte
-reproducible.
+"""The Lambda zip: the trigger's modules and their pure-Python dependencies, compiled to
+python3.13 bytecode, byte for byte reproducible.
 
 Stages: pick the files (our trigger modules, then each dependency's files as its installed
 RECORD lists them, each checked against the RECORD's hash so a locally edited site-packages
-cannot slip in) → write them in sorted order with fixed timestamps and permissions → hash.
+cannot slip in; of botocore's and boto3's data, only the services the trigger calls) →
+compile them with a python3.13 interpreter → write them in sorted order with fixed timestamps
+and permissions → hash.
+
+Why bytecode: Lambda unpacks the zip into `/var/task`, which is read-only, so without it
+every cold start compiles every module it imports (≈ 2 s of the 3 s cold sign-up measured at
+256 MB, see docs/performance.md), and throws the result away. The bytecode must be the
+runtime's (3.13: the magic number is per minor version), and it is written with
+`--invalidation-mode unchecked-hash`: the interpreter trusts it without comparing it with the
+source's timestamp (the zip dates every file 1980) or hash, and the bytes depend only on the
+source, so the zip stays reproducible.
 
 The pinned SDK is bundled (boto3, botocore and their dependencies at the versions installed
 from requirements.lock): what runs on Lambda is then exactly what the tests ran, and AWS
@@ -19,8 +29,14 @@ from __future__ import annotations
 
 import base64
 import functools
+import glob
 import hashlib
 import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -32,14 +48,38 @@ from livekart_users.deploy.models import DEFAULT_ARCHITECTURE
 from livekart_users.exceptions import LivekartUsersError
 
 ARCHITECTURES = ("arm64", "x86_64")
-# What `livekart_users.triggers` imports, and nothing else: deploy, local and the CLI stay out
+# What `livekart_users.triggers` and `livekart_users.changes` (the change handler, in the same
+# zip) import, and nothing else: deploy, local and the CLI stay out
 # (tests/test_trigger_imports.py guards the import side, tests/test_package.py the zip).
-TRIGGER_MODULES = ("__init__", "aws", "exceptions", "schema", "table", "triggers")
+TRIGGER_MODULES = (
+    "__init__",
+    "aws",
+    "changes",
+    "erasure",
+    "exceptions",
+    "pool_users",
+    "schema",
+    "table",
+    "triggers",
+)
 # aws-lambda-powertools and what it needs at run time, beside the SDK.
 DEPENDENCIES = ("aws-lambda-powertools", "typing-extensions")
 # The SDK and its dependencies: all of them or none, since a zip holding some (jmespath,
 # urllib3) beside the runtime's boto3 could shadow what that boto3 was released with.
 SDK = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
+# The services whose models the handlers load: botocore ships ≈ 400 (most of its 28 MB); the
+# trigger calls DynamoDB alone, the change handler DynamoDB and Cognito. The top-level files
+# of botocore/data (endpoints, partitions, retry and default configuration) are kept: every
+# client reads them.
+SDK_SERVICES = ("dynamodb", "cognito-idp")
+_SERVICE_DATA = ("botocore/data/", "boto3/data/")
+# The Lambda runtime's Python, whose bytecode the zip carries.
+RUNTIME_PYTHON = (3, 13)
+PYTHON_VARIABLE = "LIVEKART_PYTHON313"
+# Where the source appears to live in tracebacks: where Lambda unpacks it. A fixed path keeps
+# the bytecode independent of the temporary folder it was compiled in.
+TASK_ROOT = "/var/task"
+COMPILE_TIMEOUT = 600
 # Zip timestamps cannot be earlier than 1980; any fixed value makes the bytes repeatable.
 EPOCH = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644  # a regular file, rw-r--r--: Lambda needs the code world-readable
@@ -86,13 +126,109 @@ def build_zip(architecture: str = DEFAULT_ARCHITECTURE, bundle_sdk: bool = True)
         raise PackagingError(
             f"architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}"
         )
+    python = runtime_python()
     files = dict(trigger_files())
     names = DEPENDENCIES + (SDK if bundle_sdk else ())
     versions = []
     for name in names:
         versions.append((name, metadata.version(name)))
         files.update(distribution_files(name, architecture))
+    files.update(bytecode(files, python))
     return LambdaZip(_write_zip(files), architecture, bundle_sdk, tuple(versions))
+
+
+def runtime_python() -> str:
+    """A python3.13 interpreter: $LIVEKART_PYTHON313, this one, `python3.13` on the PATH, or
+    one installed by pyenv. Raises PackagingError where there is none."""
+    named = os.environ.get(PYTHON_VARIABLE)
+    if named:
+        if _version_of(named) != RUNTIME_PYTHON:
+            raise PackagingError(
+                f"{PYTHON_VARIABLE}={named} is not a Python 3.13 interpreter: point it at one "
+                "(the Lambda runtime's version), or unset it"
+            )
+        return named
+    if sys.version_info[:2] == RUNTIME_PYTHON:
+        return sys.executable
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    installed = glob.glob(os.path.join(pyenv, "versions", "3.13.*", "bin", "python3.13"))
+    candidates = [shutil.which("python3.13"), *sorted(installed, reverse=True)]
+    for candidate in candidates:
+        if candidate and _version_of(candidate) == RUNTIME_PYTHON:
+            return candidate
+    raise PackagingError(
+        "no Python 3.13 interpreter found: the zip carries bytecode for the Lambda runtime "
+        f"(python3.13), which only Python 3.13 can compile; install one (`pyenv install "
+        f"3.13`) or set {PYTHON_VARIABLE} to its path"
+    )
+
+
+def _version_of(python: str) -> tuple[int, int] | None:
+    try:
+        answer = subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        major, minor = answer.stdout.split()
+        return int(major), int(minor)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def bytecode(files: dict[str, bytes], python: str) -> dict[str, bytes]:
+    """`__pycache__/*.cpython-313.pyc` for every module in `files`, compiled by `python`.
+
+    Reproducible: unchecked-hash bytecode holds no timestamp, the source path is fixed
+    (`-d /var/task`), and a fixed hash seed keeps the order of set constants.
+    """
+    with tempfile.TemporaryDirectory(prefix="livekart-users-zip-") as folder:
+        root = Path(folder)
+        sources = [name for name in files if name.endswith(".py")]
+        for name in sources:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(files[name])
+        answer = subprocess.run(
+            [
+                python,
+                "-s",
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "1",
+                "-d",
+                TASK_ROOT,
+                "--invalidation-mode",
+                "unchecked-hash",
+                ".",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=COMPILE_TIMEOUT,
+            check=False,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"},
+        )
+        compiled: dict[str, bytes] = {}
+        missing = []
+        for name in sources:
+            path = PurePosixPath(name)
+            pyc = path.parent / "__pycache__" / f"{path.stem}.cpython-313.pyc"
+            target = root / pyc
+            if target.exists():
+                compiled[str(pyc)] = target.read_bytes()
+            else:
+                missing.append(name)
+        if answer.returncode != 0 or missing:
+            detail = (answer.stdout + answer.stderr).strip().splitlines()[-1:] or missing[:1]
+            raise PackagingError(
+                f"{python} could not compile {len(missing) or 'some'} module(s) of the zip "
+                f"({detail[0]}); the zip is not written"
+            )
+        return compiled
 
 
 def trigger_files() -> list[tuple[str, bytes]]:
@@ -101,8 +237,11 @@ def trigger_files() -> list[tuple[str, bytes]]:
     return [(f"livekart_users/{m}.py", (root / f"{m}.py").read_bytes()) for m in TRIGGER_MODULES]
 
 
-def distribution_files(name: str, architecture: str) -> list[tuple[str, bytes]]:
-    """An installed distribution's files as its wheel had them: code, metadata and licences.
+def distribution_files(
+    name: str, architecture: str, services: tuple[str, ...] | None = SDK_SERVICES
+) -> list[tuple[str, bytes]]:
+    """An installed distribution's files as its wheel had them: code, metadata and licences,
+    and of the SDK's per-service data only `services`' (None: every service's).
 
     Raises PackagingError for native code (built for this machine, not for Lambda) and for a
     file whose content no longer matches the hash pip recorded when installing it.
@@ -127,7 +266,7 @@ def distribution_files(name: str, architecture: str) -> list[tuple[str, bytes]]:
     out = []
     for entry in dist.files:
         path = PurePosixPath(str(entry))
-        if not _belongs_in_zip(path):
+        if not _belongs_in_zip(path) or not _service_kept(path, services):
             continue
         data = Path(str(dist.locate_file(entry))).read_bytes()
         if entry.hash is not None:
@@ -149,6 +288,18 @@ def _belongs_in_zip(path: PurePosixPath) -> bool:
     # Keep what identifies the package and its licence terms (Apache-2.0 asks for NOTICE),
     # drop what describes this installation (RECORD, INSTALLER, REQUESTED, direct_url.json).
     return path.parts[1] == "licenses" or path.name.upper().startswith(_METADATA_KEPT)
+
+
+def _service_kept(path: PurePosixPath, services: tuple[str, ...] | None) -> bool:
+    """Outside the SDK's per-service data, everything; inside it, the services asked for."""
+    if services is None:
+        return True
+    text = str(path)
+    for prefix in _SERVICE_DATA:
+        if text.startswith(prefix):
+            rest = PurePosixPath(text.removeprefix(prefix)).parts
+            return len(rest) == 1 or rest[0] in services
+    return True
 
 
 def _write_zip(files: dict[str, bytes]) -> bytes:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from livekart_users import aws
+from livekart_users import aws, erasure
 from livekart_users.deploy import models, pool
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import OWNER_TAG, Target
@@ -104,7 +104,10 @@ def plan_deploy(
         from livekart_users.deploy import package
 
         code = package.build_zip(target.architecture).data
+    from livekart_users.deploy import change_handler
+
     models.environment(target)  # validates the extra-fields setting before anything else
+    erasure.parse_policy(target.erasure_policy)  # and the erasure policy
     settings = pool.describe(clients.cognito, target.user_pool_id)
     bare = cognito_statements(clients, target)
     function_steps, moved = _function_steps(target, clients, code, settings, force)
@@ -114,6 +117,7 @@ def plan_deploy(
         *_role_steps(target, clients),
         *function_steps,
         *_alarm_steps(target, clients),
+        *change_handler.plan_steps(target, clients, code),
     ]
     trigger_step, refused = _trigger_step(target, clients, settings, force, moved)
     steps.append(trigger_step)
@@ -672,7 +676,7 @@ def _function_steps(
             name,
             CREATE,
             f"{models.RUNTIME}, {target.architecture}, "
-            f"{models.TIMEOUT_SECONDS} s, {models.MEMORY_MB} MB, {len(code):,} byte zip",
+            f"{models.TIMEOUT_SECONDS} s, {target.memory_mb} MB, {len(code):,} byte zip",
             (
                 Call(
                     "lambda_",
@@ -922,6 +926,21 @@ def plan_destroy(
     """Remove what deploy made or adopted (tagged as ours) for this pool; keep the data unless
     told, keep what still serves another pool, and never touch what a CloudFormation stack
     owns. The pool is detached first: nothing it may invoke is deleted before."""
+    from livekart_users.deploy import change_handler
+
+    plan = _plan_destroy_trigger(target, clients, delete_table, delete_logs)
+    # This pool's change handler (named after the pool: it serves no other) goes right after
+    # the detach; within its steps the rule goes first, so nothing is sent to a function
+    # about to be deleted.
+    detached = bool(plan.steps) and any(c.operation == "detach" for c in plan.steps[0].calls)
+    at = 1 if detached else 0
+    plan.steps[at:at] = change_handler.destroy_steps(target, clients, delete_logs=delete_logs)
+    return plan
+
+
+def _plan_destroy_trigger(
+    target: Target, clients: Clients, delete_table: bool, delete_logs: bool
+) -> Plan:
     steps: list[Step] = []
     settings = pool.describe(clients.cognito, target.user_pool_id)
     ours = [

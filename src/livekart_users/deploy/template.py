@@ -19,8 +19,8 @@ import json
 import re
 from typing import Any
 
-from livekart_users import __version__
-from livekart_users.deploy import models
+from livekart_users import __version__, erasure
+from livekart_users.deploy import change_handler, models
 from livekart_users.deploy.package import ARCHITECTURES
 from livekart_users.table import DEFAULT_TABLE
 
@@ -32,6 +32,7 @@ DEFAULT_FUNCTION = "livekart-users-stack-trigger"
 DEFAULT_ROLE = "livekart-users-stack-trigger-role"
 CREATE_TABLE = "ShouldCreateTable"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
+DELETE_POLICY = "ErasureDeletesRows"
 _PLACEHOLDERS = models.Target(
     user_pool_id="${UserPoolId}",
     region="${AWS::Region}",
@@ -41,6 +42,7 @@ _PLACEHOLDERS = models.Target(
     role="${RoleName}",
     architecture="${Architecture}",
     alarm_topic_arn="${AlarmTopicArn}",
+    erasure_policy="anonymize",  # the role's DeleteItem is added by a condition instead
 )
 _WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 _NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -75,6 +77,7 @@ def build() -> dict[str, Any]:
         "Description": "livekart-users: Cognito -> DynamoDB users table",
         "Role": {"Fn::GetAtt": ["Role", "Arn"]},
         "Architectures": [{"Ref": "Architecture"}],
+        "MemorySize": {"Ref": "MemorySize"},
         "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
         "Tags": tags,
     }
@@ -99,6 +102,7 @@ def build() -> dict[str, Any]:
         "Conditions": {
             CREATE_TABLE: {"Fn::Equals": [{"Ref": "CreateTable"}, "yes"]},
             HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
+            DELETE_POLICY: {"Fn::Equals": [{"Ref": "ErasurePolicy"}, "delete"]},
         },
         "Resources": {
             "UsersTable": {
@@ -152,6 +156,7 @@ def build() -> dict[str, Any]:
                 "Type": "AWS::CloudWatch::Alarm",
                 "Properties": {**alarm, "Tags": tags},
             },
+            **_change_handler(target, tags),
         },
         "Outputs": {
             "AttachCommand": {
@@ -169,6 +174,103 @@ def build() -> dict[str, Any]:
             "TableName": {"Value": {"Ref": "TableName"}},
             "LogGroupName": {"Value": {"Ref": "LogGroup"}},
         },
+    }
+
+
+def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
+    """The change handler's resources (see deploy.change_handler), from the same models.
+
+    It needs a CloudTrail trail logging management write events in the region; the stack
+    cannot check that: `livekart-users doctor` does.
+    """
+    names = change_handler.Names(target)
+    policy = _cfn(change_handler.role_policy(target))
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "WriteUserRecords":
+            statement["Action"].append(
+                {"Fn::If": [DELETE_POLICY, "dynamodb:DeleteItem", _NO_VALUE]}
+            )
+    settings = _cfn(change_handler.function_settings(target))
+    settings["Environment"]["Variables"][erasure.ENVIRONMENT_VARIABLE] = {
+        "Ref": "ErasurePolicy"
+    }
+    settings["Environment"]["Variables"]["USERS_TABLE"] = {
+        "Fn::If": [CREATE_TABLE, {"Ref": "UsersTable"}, {"Ref": "TableName"}]
+    }
+    settings["Role"] = {"Fn::GetAtt": ["ChangeRole", "Arn"]}
+    settings["Architectures"] = [{"Ref": "Architecture"}]
+    settings["DeadLetterConfig"] = {"TargetArn": {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}}
+    rule_target = _cfn(change_handler.rule_target(target))
+    rule_target["Arn"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
+    rule_target["DeadLetterConfig"] = {"Arn": {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}}
+    permission = _cfn(change_handler.invoke_permission(target))
+    del permission["StatementId"]
+    permission["FunctionName"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
+    permission["SourceArn"] = {"Fn::GetAtt": ["ChangeRule", "Arn"]}
+    queue_policy = _cfn(change_handler.queue_policy(target))
+    queue_policy["Statement"][0]["Resource"] = {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}
+    queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = {
+        "Fn::GetAtt": ["ChangeRule", "Arn"]
+    }
+    return {
+        "ChangeDeadLetters": {
+            "Type": "AWS::SQS::Queue",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "QueueName": _cfn(names.queue),
+                "MessageRetentionPeriod": change_handler.QUEUE_RETENTION_SECONDS,
+                "Tags": tags,
+            },
+        },
+        "ChangeDeadLettersPolicy": {
+            "Type": "AWS::SQS::QueuePolicy",
+            "Properties": {
+                "Queues": [{"Ref": "ChangeDeadLetters"}],
+                "PolicyDocument": queue_policy,
+            },
+        },
+        "ChangeLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "LogGroupName": _cfn(names.log_group),
+                "RetentionInDays": {"Ref": "LogRetentionDays"},
+                "Tags": tags,
+            },
+        },
+        "ChangeRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": _cfn(names.role),
+                "AssumeRolePolicyDocument": models.trust_policy(),
+                "Policies": [{"PolicyName": change_handler.POLICY_NAME, "PolicyDocument": policy}],
+                "Tags": tags,
+            },
+        },
+        "ChangeFunction": {
+            "Type": "AWS::Lambda::Function",
+            "DependsOn": ["ChangeLogGroup"],
+            "Properties": {
+                **settings,
+                "FunctionName": _cfn(names.function),
+                "Description": "livekart-users: pool changes (CloudTrail via EventBridge) -> table",
+                "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
+                "Tags": tags,
+            },
+        },
+        "ChangeRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": _cfn(names.rule),
+                "Description": "livekart-users: user changes in the pool",
+                "EventPattern": _cfn(change_handler.event_pattern(target)),
+                "State": "ENABLED",
+                "Targets": [rule_target],
+            },
+        },
+        "ChangeInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": permission},
     }
 
 
@@ -211,6 +313,14 @@ def _parameters() -> dict[str, Any]:
             "Default": models.DEFAULT_ARCHITECTURE,
             "AllowedValues": list(ARCHITECTURES),
         },
+        "MemorySize": {
+            "Type": "Number",
+            "Description": "MB; Lambda's CPU grows with it. The default is what a cold sign-up "
+            "needs to start within 1 s (docs/deploy.md, docs/performance.md)",
+            "Default": models.MEMORY_MB,
+            "MinValue": models.MEMORY_RANGE[0],
+            "MaxValue": models.MEMORY_RANGE[1],
+        },
         "LogRetentionDays": {
             "Type": "Number",
             "Default": models.LOG_RETENTION_DAYS,
@@ -220,6 +330,13 @@ def _parameters() -> dict[str, Any]:
             "Type": "String",
             "Description": "SNS topic the failed-writes alarm notifies (empty: none)",
             "Default": "",
+        },
+        "ErasurePolicy": {
+            "Type": "String",
+            "Description": "What the change handler does to a deleted user's row: anonymize "
+            "(personal fields removed, app data kept), delete, or keep",
+            "Default": "anonymize",
+            "AllowedValues": ["anonymize", "delete", "keep"],
         },
     }
 

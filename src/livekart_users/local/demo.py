@@ -176,3 +176,76 @@ def backfill(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> 
         pool_client, UsersTable(dynamodb, table.name), str(status.user_pool_id), apply=True
     )
     return BackfillResult(user.email, sub, fresh, before, report, table.get(sub))
+
+
+# --- changes in the pool: an email change and a deletion reach the row, no sign-in ---------------
+
+# The Done-when of issue 12: the row follows within 2 s on the local stack.
+CHANGE_WAIT_SECONDS = 2.0
+
+
+@dataclass
+class ChangesResult:
+    emitted: bool  # False: this stack's Cognito endpoint emits no change events
+    user_id: str | None = None
+    email_after: str | None = None
+    email_seconds: float | None = None
+    found_by_new_email: bool = False
+    erased_after: dict[str, Any] | None = None
+    erase_seconds: float | None = None
+
+
+def stack_emits_changes() -> bool:
+    """The stack's Cognito endpoint is the proxy that emits change events (change_events)."""
+    import importlib.util
+
+    return importlib.util.find_spec("livekart_users.local.cognito_proxy") is not None
+
+
+def changes(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> ChangesResult:
+    """An administrator changes a user's email, then deletes the user; the row follows."""
+    import time
+    import uuid
+
+    if not stack_emits_changes():
+        say("change events: skipped, this stack's Cognito endpoint emits none (no proxy)")
+        return ChangesResult(emitted=False)
+    status = stack.status()
+    stack.use()
+    cognito = aws.client("cognito-idp")
+    table = UsersTable(aws.client("dynamodb"), stack.settings.table)
+    user = DemoUser(f"leaving-{uuid.uuid4().hex[:6]}@example.com", "customer", name="Lea Ving")
+    sign_up(cognito, str(status.client_id), user)
+    sub = _sub(cognito, status.user_pool_id, user.email)
+    say(f"{user.email}: signed up; row {sub} written by the trigger")
+
+    def wait(check: Callable[[], bool]) -> float | None:
+        started = time.monotonic()
+        while time.monotonic() - started < CHANGE_WAIT_SECONDS:
+            if check():
+                return round(time.monotonic() - started, 2)
+            time.sleep(0.05)
+        return None
+
+    new_email = user.email.replace("leaving-", "moved-")
+    cognito.admin_update_user_attributes(
+        UserPoolId=status.user_pool_id,
+        Username=user.email,
+        UserAttributes=[{"Name": "email", "Value": new_email}],
+    )
+    say(f"AdminUpdateUserAttributes: email → {new_email} (no sign-in follows)")
+    result = ChangesResult(emitted=True, user_id=sub)
+    result.email_seconds = wait(lambda: (table.get(sub) or {}).get("email") == new_email)
+    result.email_after = (table.get(sub) or {}).get("email")
+    result.found_by_new_email = any(r["user_id"] == sub for r in table.find_by_email(new_email))
+    say(
+        f"the row's email is {result.email_after}"
+        + (f", {result.email_seconds} s after the call" if result.email_seconds is not None else "")
+    )
+    cognito.admin_delete_user(UserPoolId=status.user_pool_id, Username=new_email)
+    say("AdminDeleteUser: the user is gone from Cognito")
+    result.erase_seconds = wait(lambda: "email" not in (table.get(sub) or {"email": 1}))
+    result.erased_after = table.get(sub)
+    if result.erase_seconds is not None:
+        say(f"the row was erased {result.erase_seconds} s after the call (policy anonymize)")
+    return result

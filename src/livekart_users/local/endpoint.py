@@ -2,6 +2,10 @@
 
 cognito-local fires triggers by calling `POST /2015-03-31/functions/<name>/invocations`; this
 server answers it with `livekart_users.triggers.handler`, so the real triggers run locally.
+A second function name (`--changes-function`) runs `livekart_users.changes.handler`, the
+change handler, for the CloudTrail-shaped events the stack's Cognito endpoint emits (see
+`change_events`); it is configured as deploy configures it on AWS, with `USER_POOL_ID` set to
+the stack's pool (found by name at its first event: the pool is made after this starts).
 It stands in for what cognito-local and a bare function call lack:
 - it enforces the function's timeout (cognito-local waits forever) and answers a timeout or
   an exception the way Lambda does (200 with `X-Amz-Function-Error: Unhandled`);
@@ -134,6 +138,10 @@ class InvokeServer(ThreadingHTTPServer):
         timeout: float,
         record: Path,
         handler: Callable[[Any, Any], Any] | None = None,
+        *,
+        changes_function: str | None = None,
+        changes_pool_name: str | None = None,
+        changes_timeout: float = 30.0,
     ) -> None:
         from livekart_users import triggers
 
@@ -141,19 +149,31 @@ class InvokeServer(ThreadingHTTPServer):
         self.timeout = timeout
         self.record = record
         self.handler: Callable[[Any, Any], Any] = handler or triggers.handler
+        self.changes_function = changes_function
+        self.changes_pool_name = changes_pool_name
+        self.changes_timeout = changes_timeout
         self.capture = _OutcomeCapture()
         logging.getLogger(triggers.SERVICE).addHandler(self.capture)
         # A timed-out invocation keeps its worker (Lambda would kill the sandbox): keep spares.
         self.pool = ThreadPoolExecutor(max_workers=16)
         super().__init__(("127.0.0.1", port), _RequestHandler)
 
-    def invoke(self, event: Any) -> tuple[int, dict[str, str], Any, dict[str, Any]]:
-        context = FakeContext(self.function, self.timeout)
+    def serves(self, name: str | None) -> bool:
+        return name is not None and name in (self.function, self.changes_function)
+
+    def invoke(
+        self, event: Any, function: str | None = None
+    ) -> tuple[int, dict[str, str], Any, dict[str, Any]]:
+        changes = function is not None and function == self.changes_function
+        name = function if changes and function else self.function
+        timeout = self.changes_timeout if changes else self.timeout
+        context = FakeContext(name, timeout)
         started = time.monotonic()
-        future = self.pool.submit(self._run, event, context)
+        run = self._run_changes if changes else self._run
+        future = self.pool.submit(run, event, context)
         error: str | None = None
         try:
-            result, thread = future.result(timeout=self.timeout)
+            result, thread = future.result(timeout=timeout)
             body: Any = result
             outcome = self.capture.by_thread.pop(thread, {})
         except FutureTimeout:
@@ -161,7 +181,7 @@ class InvokeServer(ThreadingHTTPServer):
             body = {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"{datetime.now(UTC).isoformat()} {context.aws_request_id} "
-                f"Task timed out after {self.timeout:.2f} seconds",
+                f"Task timed out after {timeout:.2f} seconds",
             }
             outcome = {}
         except Exception as exc:
@@ -174,9 +194,9 @@ class InvokeServer(ThreadingHTTPServer):
             headers["X-Amz-Function-Error"] = error
         entry = {
             "time": datetime.now(UTC).isoformat(),
-            "function": self.function,
+            "function": name,
             "request_id": context.aws_request_id,
-            "trigger_source": event.get("triggerSource") if isinstance(event, dict) else None,
+            "trigger_source": _source(event),
             "user_id": _user_id(event),
             "duration_ms": round(duration, 1),
             "function_error": error,
@@ -189,16 +209,45 @@ class InvokeServer(ThreadingHTTPServer):
     def _run(self, event: Any, context: FakeContext) -> tuple[Any, int]:
         return self.handler(as_cognito_would(event), context), threading.get_ident()
 
+    def _run_changes(self, event: Any, context: FakeContext) -> tuple[Any, int]:
+        from livekart_users import changes
+
+        self._configure_changes()
+        return changes.handler(event, context), threading.get_ident()  # type: ignore[arg-type]
+
+    def _configure_changes(self) -> None:
+        """USER_POOL_ID, as deploy sets it on the function: the stack's pool."""
+        import os
+
+        if os.environ.get("USER_POOL_ID") or not self.changes_pool_name:
+            return
+        for pool in _cognito().list_user_pools(MaxResults=60).get("UserPools", []):
+            if pool.get("Name") == self.changes_pool_name:
+                os.environ["USER_POOL_ID"] = str(pool["Id"])
+                return
+
     def write_record(self, entry: dict[str, Any]) -> None:
         with _LOCK, self.record.open("a") as out:
             out.write(json.dumps(entry) + "\n")
+
+
+def _source(event: Any) -> str | None:
+    """A trigger's source, or a change event's call name."""
+    if not isinstance(event, dict):
+        return None
+    detail = event.get("detail")
+    value = detail.get("eventName") if isinstance(detail, dict) else event.get("triggerSource")
+    return value if isinstance(value, str) else None
 
 
 def _user_id(event: Any) -> str | None:
     try:
         value = event["request"]["userAttributes"]["sub"]
     except (KeyError, TypeError):
-        return None
+        try:
+            value = event["detail"]["additionalEventData"]["sub"]
+        except (KeyError, TypeError):
+            return None
     return value if isinstance(value, str) else None
 
 
@@ -209,7 +258,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         match = _PATH.match(self.path.split("?")[0])
         # The name may come as an ARN (URL-encoded in the path); Lambda takes either.
         name = urllib.parse.unquote(match.group(1)).split(":")[-1] if match else None
-        if name != self.server.function:
+        if not self.server.serves(name):
             self._reply(
                 404,
                 {"x-amzn-ErrorType": "ResourceNotFoundException"},
@@ -226,7 +275,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 {"Type": "User", "Message": "Could not parse request body into json"},
             )
             return
-        status, headers, body, entry = self.server.invoke(event)
+        status, headers, body, entry = self.server.invoke(event, name)
         self.server.write_record(entry)
         self._reply(status, headers, body)
 
@@ -253,9 +302,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--function", required=True)
     parser.add_argument("--timeout", type=float, default=4.0)
     parser.add_argument("--record", type=Path, required=True)
+    parser.add_argument("--changes-function", default=None)
+    parser.add_argument("--changes-pool-name", default=None)
     args = parser.parse_args(argv)
     warm_up()
-    server = InvokeServer(args.port, args.function, args.timeout, args.record)
+    server = InvokeServer(
+        args.port,
+        args.function,
+        args.timeout,
+        args.record,
+        changes_function=args.changes_function,
+        changes_pool_name=args.changes_pool_name,
+    )
     server.serve_forever()
 
 
@@ -265,19 +323,10 @@ def warm_up() -> None:
     Without it, a burst of sign-ups just after `up` had every worker build its own clients
     at once, under one GIL, inside the function's timeout (16 at once: 3 timed out).
     """
-    import os
-
-    from livekart_users import aws, triggers
-    from livekart_users.table import DEFAULT_TABLE
-
     _cognito()
-    # The handler's own client, built with the arguments its first invocation will use, so
-    # that every invocation finds it in the handler's cache.
-    triggers._users_table(
-        os.environ.get("USERS_TABLE") or DEFAULT_TABLE,
-        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
-        aws.region(),
-    )
+    # The handler's init builds its own client from this process's environment, as Lambda's
+    # init would, so that every invocation finds it built.
+    import livekart_users.triggers  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from livekart_users.local import emulators, pools, processes, runtimes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
+# The change handler's function (deletions, attribute edits, enable/disable; see changes.py).
+CHANGES_FUNCTION = "livekart-users-changes"
 POOL_NAME = "livekart-users-local"
 CLIENT_NAME = "livekart-web"
 # In starting order. "cognito" is the stack's Cognito endpoint: the proxy that lets one
@@ -86,6 +88,7 @@ class Settings:
     endpoint_port: int = field(default_factory=lambda: _env_port("LAMBDA", 9001))
     table: str = field(default_factory=lambda: os.environ.get("USERS_TABLE") or DEFAULT_TABLE)
     function: str = DEFAULT_FUNCTION
+    changes_function: str = CHANGES_FUNCTION
     function_timeout: float = FUNCTION_TIMEOUT
     extra_fields: str | None = field(default_factory=lambda: os.environ.get("USERS_EXTRA_FIELDS"))
     region: str = aws.DEFAULT_REGION
@@ -206,6 +209,13 @@ class LocalStack:
             user_pool_id=state.get("user_pool_id"),
             client_id=state.get("client_id"),
             table=state.get("table"),
+        )
+
+    def changes_invoke_url(self) -> str:
+        """Where the change function is invoked (the stack's Cognito endpoint sends there)."""
+        return (
+            f"{self.endpoints()['lambda']}/2015-03-31/functions/"
+            f"{self.settings.changes_function}/invocations"
         )
 
     def invocations(self) -> list[dict[str, Any]]:
@@ -436,6 +446,10 @@ class LocalStack:
                 str(self.settings.function_timeout),
                 "--record",
                 str(self.record_file),
+                "--changes-function",
+                self.settings.changes_function,
+                "--changes-pool-name",
+                POOL_NAME,
             ]
             return self._start_listening("the Lambda endpoint", command, port, log, env)
         if service == "cognito-local":
