@@ -35,14 +35,38 @@ class Clients:
     sqs: Any
     cloudtrail: Any
 
-    def __init__(self, region: str, session: Any) -> None:
+    def __init__(
+        self,
+        region: str,
+        sts: Any = None,
+        iam: Any = None,
+        lambda_: Any = None,
+        logs: Any = None,
+        cloudwatch: Any = None,
+        dynamodb: Any = None,
+        cognito: Any = None,
+        *,
+        session: Any = None,
+    ) -> None:
+        """Clients given here are used as they are (tests pass stubs); the others are built
+        from `session` when first used."""
         self.region = region
         self._session = session
         self._lock = threading.Lock()
+        given = dict(
+            sts=sts,
+            iam=iam,
+            lambda_=lambda_,
+            logs=logs,
+            cloudwatch=cloudwatch,
+            dynamodb=dynamodb,
+            cognito=cognito,
+        )
+        self.__dict__.update({k: v for k, v in given.items() if v is not None})
 
     @classmethod
     def create(cls, region: str) -> Clients:
-        return cls(region, aws.current_session())
+        return cls(region, session=aws.current_session())
 
     def __getattr__(self, name: str) -> Any:
         service = type(self).SERVICES.get(name)
@@ -51,7 +75,7 @@ class Clients:
         with self._lock:  # doctor's checks ask from several threads at once
             if name not in self.__dict__:
                 self.__dict__[name] = aws.client(
-                    service, region_name=self.region, session=self._session
+                    service, region_name=self.region, session=self._session or aws.current_session()
                 )
         return self.__dict__[name]
 
