@@ -40,7 +40,9 @@ class World:
 
     def __init__(self, stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
         self.pool = str(stack.status().user_pool_id)
-        self.cognito = aws.client("cognito-idp")
+        # Straight to cognito-local, past the stack's proxy: these tests deliver each change
+        # event themselves, and the proxy would deliver its own as well.
+        self.cognito = aws.client("cognito-idp", endpoint_url=stack.endpoints()["cognito-local"])
         self.table = UsersTable(aws.client("dynamodb"), stack.settings.table)
         monkeypatch.setenv("USER_POOL_ID", self.pool)
         monkeypatch.delenv("USERS_ERASURE_POLICY", raising=False)

@@ -210,7 +210,7 @@ def users_delete(
     if as_json:
         click.echo(render.to_json(done.as_dict()))
     else:
-        console.print(render.deletion(done))
+        console.print(render.deletion(done), soft_wrap=True)  # one line, however narrow
 
 
 def _status_command(name: str, status: str, summary: str) -> click.Command:
