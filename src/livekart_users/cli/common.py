@@ -143,7 +143,10 @@ class WaitingForAws:
         if not self._console.is_terminal:
             return
         session.events.register("before-send", self._sent, unique_id="livekart-users-waiting")
-        session.events.register("needs-retry", self._ended, unique_id="livekart-users-waiting")
+        # A call has ended when it returns or raises (after-call / after-call-error, once per
+        # call); needs-retry marks an attempt that ended with no retry to follow.
+        for event in ("needs-retry", "after-call", "after-call-error"):
+            session.events.register(event, self._ended, unique_id=f"livekart-users-{event}")
 
     def _sent(self, request: Any = None, **_: Any) -> None:
         url = _endpoint(str(getattr(request, "url", "") or "AWS"))

@@ -84,6 +84,9 @@ def may_write(method: str, name: str | None) -> bool:
 
 class CognitoProxy(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of sign-ups beyond it had connections
+    # reset before a thread could take them.
+    request_queue_size = 128
 
     def __init__(
         self,

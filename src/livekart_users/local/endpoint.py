@@ -128,6 +128,9 @@ def as_cognito_would(event: Any) -> Any:
 
 class InvokeServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of sign-ups beyond it had connections
+    # reset before a thread could take them.
+    request_queue_size = 128
 
     timeout: float
 
