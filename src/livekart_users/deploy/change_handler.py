@@ -30,8 +30,17 @@ from typing import Any
 from livekart_users import aws, changes, erasure
 from livekart_users.deploy import models
 from livekart_users.deploy.clients import Clients
-from livekart_users.deploy.models import OWNER_TAG, STACK_TAG, Target
-from livekart_users.deploy.planner import CREATE, DELETE, NO_CHANGE, UPDATE, Call, Step
+from livekart_users.deploy.models import OWNER_TAG, Target
+from livekart_users.deploy.planner import (
+    CREATE,
+    DELETE,
+    NO_CHANGE,
+    UPDATE,
+    Call,
+    Step,
+    log_group_removal,
+    removable,
+)
 
 HANDLER = "livekart_users.changes.handler"
 # Asynchronous, no one waiting: room for a few patient Cognito and DynamoDB calls.
@@ -592,13 +601,13 @@ def destroy_steps(target: Target, clients: Clients, *, delete_logs: bool = False
         calls.append(Call("events", "delete_rule", {"Name": names.rule}))
         steps.append(Step(f"EventBridge rule {names.rule}", DELETE, "ours", tuple(calls)))
     function = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=names.function))
-    if function is not None and _removable(function.get("Tags")):
+    if function is not None and removable(function.get("Tags")):
         delete = Call("lambda_", "delete_function", {"FunctionName": names.function})
         steps.append(Step(f"function {names.function}", DELETE, "ours", (delete,)))
     role = aws.unless_missing(lambda: clients.iam.get_role(RoleName=names.role))
     if role is not None:
         tags = {t["Key"]: t["Value"] for t in role["Role"].get("Tags", [])}
-        if _removable(tags):
+        if removable(tags):
             calls = [
                 Call("iam", "delete_role_policy", {"RoleName": names.role, "PolicyName": p})
                 for p in clients.iam.list_role_policies(RoleName=names.role)["PolicyNames"]
@@ -608,7 +617,7 @@ def destroy_steps(target: Target, clients: Clients, *, delete_logs: bool = False
     url = _queue_url(clients, names.queue)
     if url is not None:
         tags = clients.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
-        if _removable(tags):
+        if removable(tags):
             steps.append(
                 Step(
                     f"dead-letter queue {names.queue}",
@@ -617,26 +626,7 @@ def destroy_steps(target: Target, clients: Clients, *, delete_logs: bool = False
                     (Call("sqs", "delete_queue", {"QueueUrl": url}),),
                 )
             )
-    groups = clients.logs.describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
-    if any(g["logGroupName"] == names.log_group for g in groups):
-        steps.append(
-            Step(
-                f"log group {names.log_group}",
-                DELETE,
-                "--delete-logs",
-                (Call("logs", "delete_log_group", {"logGroupName": names.log_group}),),
-            )
-            if delete_logs
-            else Step(f"log group {names.log_group}", NO_CHANGE, "kept: expires by its retention")
-        )
-    return steps
-
-
-def _removable(tags: Mapping[str, str] | None) -> bool:
-    """Ours, and not a CloudFormation stack's (delete the stack to remove those)."""
-    tags = tags or {}
-    stack = tags.get("aws:cloudformation:stack-name") or tags.get(STACK_TAG)
-    return tags.get(OWNER_TAG[0]) == OWNER_TAG[1] and not stack
+    return steps + log_group_removal(clients, names.log_group, delete_logs)
 
 
 def _rule_is_ours(clients: Clients, rule: Mapping[str, Any]) -> bool:

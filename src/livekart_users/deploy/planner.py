@@ -1055,27 +1055,28 @@ def _stack_owned(resource: str, stack: str) -> Step:
     )
 
 
+def removable(tags: Mapping[str, str] | None) -> bool:
+    """Tagged as ours, and not a CloudFormation stack's (deleting the stack removes those)."""
+    return _tagged(tags) and not _stack_of(tags)
+
+
+def log_group_removal(clients: Clients, name: str, delete_logs: bool) -> list[Step]:
+    """A log group destroy deletes only when asked (`--delete-logs`); else it expires."""
+    groups = clients.logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    if not any(g["logGroupName"] == name for g in groups):
+        return []
+    if delete_logs:
+        delete = Call("logs", "delete_log_group", {"logGroupName": name})
+        return [Step(f"log group {name}", DELETE, "--delete-logs", (delete,))]
+    reason = "kept: expires by its retention (--delete-logs removes it)"
+    return [Step(f"log group {name}", NO_CHANGE, reason)]
+
+
 def _kept_data(
     target: Target, clients: Clients, delete_table: bool, delete_logs: bool
 ) -> list[Step]:
     """The log group and the table: kept unless asked, and never a stack's."""
-    steps: list[Step] = []
-    groups = clients.logs.describe_log_groups(logGroupNamePrefix=target.log_group)["logGroups"]
-    if any(g["logGroupName"] == target.log_group for g in groups):
-        steps.append(
-            Step(
-                f"log group {target.log_group}",
-                DELETE,
-                "--delete-logs",
-                (Call("logs", "delete_log_group", {"logGroupName": target.log_group}),),
-            )
-            if delete_logs
-            else Step(
-                f"log group {target.log_group}",
-                NO_CHANGE,
-                "kept: expires by its retention (--delete-logs removes it)",
-            )
-        )
+    steps = log_group_removal(clients, target.log_group, delete_logs)
     table = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
     if table is None:
         return steps
