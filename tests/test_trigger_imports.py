@@ -18,25 +18,23 @@ NOT_ON_THE_TRIGGER_PATH = (
 )
 
 
+def modules_loaded_by(module: str) -> list[str]:
+    """What a fresh interpreter has loaded after importing `module` alone."""
+    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    command = [sys.executable, "-c", code]
+    answer = subprocess.run(command, check=True, capture_output=True, text=True)
+    return list(json.loads(answer.stdout))
+
+
 def test_importing_the_handler_loads_nothing_the_trigger_does_not_use() -> None:
-    code = "import sys, json, livekart_users.triggers; print(json.dumps(sorted(sys.modules)))"
-    loaded = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        ).stdout
-    )
+    loaded = modules_loaded_by("livekart_users.triggers")
     unwanted = [m for m in loaded if m.startswith(NOT_ON_THE_TRIGGER_PATH)]
     assert unwanted == []
     assert "livekart_users.table" in loaded
 
 
 def test_importing_the_change_handler_loads_nothing_it_does_not_use() -> None:
-    code = "import sys, json, livekart_users.changes; print(json.dumps(sorted(sys.modules)))"
-    loaded = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        ).stdout
-    )
+    loaded = modules_loaded_by("livekart_users.changes")
     unwanted = [m for m in loaded if m.startswith(NOT_ON_THE_TRIGGER_PATH)]
     assert unwanted == []
     assert "livekart_users.erasure" in loaded

@@ -39,6 +39,7 @@ from livekart_users.deploy.planner import (
     Call,
     Step,
     log_group_removal,
+    log_group_steps,
     removable,
 )
 
@@ -299,7 +300,7 @@ def plan_steps(target: Target, clients: Clients, code: bytes) -> list[Step]:
     """Every step that makes the change handler's resources what they should be; reads only."""
     return [
         *_queue_steps(target, clients),
-        *_log_group_steps(target, clients),
+        *log_group_steps(clients, Names(target).log_group, target.log_retention_days),
         *_role_steps(target, clients),
         *_function_steps(target, clients, code),
         *_rule_steps(target, clients),
@@ -360,37 +361,6 @@ def _queue_steps(target: Target, clients: Clients) -> list[Step]:
             )
         ]
     return [Step(name, NO_CHANGE, "14 days; only the rule may send")]
-
-
-def _log_group_steps(target: Target, clients: Clients) -> list[Step]:
-    names = Names(target)
-    name = f"log group {names.log_group}"
-    groups = clients.logs.describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
-    group = next((g for g in groups if g["logGroupName"] == names.log_group), None)
-    retention = {"logGroupName": names.log_group, "retentionInDays": target.log_retention_days}
-    if group is None:
-        create = {"logGroupName": names.log_group, "tags": dict([OWNER_TAG])}
-        return [
-            Step(
-                name,
-                CREATE,
-                f"retention {target.log_retention_days} days",
-                (
-                    Call("logs", "create_log_group", create),
-                    Call("logs", "put_retention_policy", retention),
-                ),
-            )
-        ]
-    if group.get("retentionInDays") != target.log_retention_days:
-        return [
-            Step(
-                name,
-                UPDATE,
-                f"retention → {target.log_retention_days} days",
-                (Call("logs", "put_retention_policy", retention),),
-            )
-        ]
-    return [Step(name, NO_CHANGE, f"retention {target.log_retention_days} days")]
 
 
 def _role_steps(target: Target, clients: Clients) -> list[Step]:

@@ -113,7 +113,7 @@ def plan_deploy(
     function_steps, moved = _function_steps(target, clients, code, settings, force)
     steps = [
         *_table_steps(target, clients),
-        *_log_group_steps(target, clients),
+        *log_group_steps(clients, target.log_group, target.log_retention_days),
         *_role_steps(target, clients),
         *function_steps,
         *_alarm_steps(target, clients),
@@ -251,38 +251,24 @@ def _table_tags(clients: Clients, table: Mapping[str, Any]) -> list[dict[str, st
     return list(answer.get("Tags", []))
 
 
-def _log_group_steps(target: Target, clients: Clients) -> list[Step]:
-    name = f"log group {target.log_group}"
-    groups = clients.logs.describe_log_groups(logGroupNamePrefix=target.log_group)["logGroups"]
-    group = next((g for g in groups if g["logGroupName"] == target.log_group), None)
-    retention = {"logGroupName": target.log_group, "retentionInDays": target.log_retention_days}
+def log_group_steps(clients: Clients, log_group: str, retention_days: int) -> list[Step]:
+    """A function's log group, ours, with its retention (deploy and the change handler)."""
+    name = f"log group {log_group}"
+    groups = clients.logs.describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]
+    group = next((g for g in groups if g["logGroupName"] == log_group), None)
+    retention = {"logGroupName": log_group, "retentionInDays": retention_days}
     if group is None:
-        return [
-            Step(
-                name,
-                CREATE,
-                f"missing; retention {target.log_retention_days} days",
-                (
-                    Call(
-                        "logs",
-                        "create_log_group",
-                        {"logGroupName": target.log_group, "tags": dict([OWNER_TAG])},
-                    ),
-                    Call("logs", "put_retention_policy", retention),
-                ),
-            )
-        ]
-    if group.get("retentionInDays") != target.log_retention_days:
-        return [
-            Step(
-                name,
-                UPDATE,
-                f"retention {group.get('retentionInDays', 'never expire')} → "
-                f"{target.log_retention_days} days",
-                (Call("logs", "put_retention_policy", retention),),
-            )
-        ]
-    return [Step(name, NO_CHANGE, f"retention {target.log_retention_days} days")]
+        create = {"logGroupName": log_group, "tags": dict([OWNER_TAG])}
+        calls = (
+            Call("logs", "create_log_group", create),
+            Call("logs", "put_retention_policy", retention),
+        )
+        return [Step(name, CREATE, f"missing; retention {retention_days} days", calls)]
+    if group.get("retentionInDays") != retention_days:
+        was = group.get("retentionInDays", "never expire")
+        put = Call("logs", "put_retention_policy", retention)
+        return [Step(name, UPDATE, f"retention {was} → {retention_days} days", (put,))]
+    return [Step(name, NO_CHANGE, f"retention {retention_days} days")]
 
 
 def _role_steps(target: Target, clients: Clients) -> list[Step]:
