@@ -127,7 +127,8 @@ def test_a_bad_budget_setting_is_one_line(value: str, monkeypatch: pytest.Monkey
 def test_a_spinner_names_the_endpoint_while_a_call_waits(everything_silent: str) -> None:
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=100)
-    waiting = WaitingForAws(terminal, after=0.3, tick=0.05)
+    # Each attempt waits ≈ 0.3 s under the test's 2 s budget: show the spinner well before.
+    waiting = WaitingForAws(terminal, after=0.05, tick=0.01)
     with aws.one_session(prepare=waiting.hook):
         dynamodb = aws.client("dynamodb")
         with pytest.raises(Exception, match="Read timeout"):
