@@ -239,22 +239,33 @@ def _email_digest(identity: Mapping[str, Any]) -> int:
     return int.from_bytes(_digest(email), "big") or 1
 
 
+# Per identity field, enough to name which fields differ in the report: with one byte, one
+# changed field in 256 kept its hint and the report said only "identity".
+HINT_BYTES = 2
+
+
 def _hints(identity: Mapping[str, Any]) -> bytes:
-    """One byte per identity field: enough to name which fields differ in the report."""
-    return bytes(_digest([f, f in identity, identity.get(f)], 1)[0] for f in schema.IDENTITY_FIELDS)
+    return b"".join(
+        _digest([f, f in identity, identity.get(f)], HINT_BYTES) for f in schema.IDENTITY_FIELDS
+    )
 
 
 def _differing(hints: bytes, identity: Mapping[str, Any]) -> list[str]:
     mine = _hints(identity)
-    return [f for f, a, b in zip(schema.IDENTITY_FIELDS, hints, mine, strict=True) if a != b]
+    return [
+        f
+        for i, f in enumerate(schema.IDENTITY_FIELDS)
+        if hints[i * HINT_BYTES : (i + 1) * HINT_BYTES]
+        != mine[i * HINT_BYTES : (i + 1) * HINT_BYTES]
+    ]
 
 
 @dataclass
 class TableIndex:
     """The table, as reconcile needs it: per user id the row's digests and `updatedAt`.
 
-    A row's entry packs its identity digest (8 bytes), email digest (8), field hints (5) and
-    `updatedAt` (24 ASCII characters) into one bytes object; a row whose `updatedAt` is
+    A row's entry packs its identity digest (8 bytes), email digest (8), field hints (2 a
+    field) and `updatedAt` (24 ASCII characters) into one bytes object; a row whose `updatedAt` is
     missing or unusual keeps it in `odd_updated_at` instead.
     """
 
@@ -266,7 +277,7 @@ class TableIndex:
     erased: int = 0
     erased_examples: list[str] = field(default_factory=list)
 
-    _HINTS_END = 8 + 8 + len(schema.IDENTITY_FIELDS)
+    _HINTS_END = 8 + 8 + HINT_BYTES * len(schema.IDENTITY_FIELDS)
 
     def add(self, row: Mapping[str, Any]) -> None:
         uid = row.get("user_id")
@@ -703,7 +714,6 @@ class Reconciler:
             if _sub_of(user) in (uid, None):
                 return True
         return False
-
 
     def _delete_orphans(
         self,
