@@ -80,12 +80,14 @@ def proxy() -> Iterator[tuple[CognitoProxy, Upstream]]:
         each.server_close()
 
 
-def call(server: CognitoProxy, operation: str, body: dict[str, Any]) -> tuple[int, Any]:
+def call(
+    server: CognitoProxy, operation: str, body: dict[str, Any], target: str = "X-Amz-Target"
+) -> tuple[int, Any]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{server.server_address[1]}/",
         data=json.dumps(body).encode(),
         headers={
-            "X-Amz-Target": f"AWSCognitoIdentityProviderService.{operation}",
+            target: f"AWSCognitoIdentityProviderService.{operation}",
             "Content-Type": "application/x-amz-json-1.1",
         },
     )
@@ -105,6 +107,27 @@ def test_the_proxy_lets_one_write_through_at_a_time(
         answers = list(pool.map(lambda c: call(server, *c), calls))
     assert upstream.most["write"] == 1
     assert answers == [(200, {"echo": body, "operation": operation}) for operation, body in calls]
+
+
+def test_header_names_are_matched_whatever_their_case(
+    proxy: tuple[CognitoProxy, Upstream],
+) -> None:
+    # Amplify and the SDK for JavaScript v3 send `x-amz-target` in lower case.
+    server, upstream = proxy
+    seen: list[Exchange] = []
+    server.after.append(seen.append)
+    reads = [("ListUsers", {"n": i}) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda c: call(server, *c, target="x-amz-target"), reads))
+    assert answers == [(200, {"echo": body, "operation": op}) for op, body in reads]
+    assert upstream.most["read"] > 1  # reads were not taken for writes and serialised
+    assert call(server, "AdminDeleteUser", {"n": 7}, target="x-amz-target")[0] == 200
+    assert seen[-1].operation == "AdminDeleteUser"
+    assert {e.operation for e in seen} == {"ListUsers", "AdminDeleteUser"}
+    assert cognito_proxy.header({"X-AMZ-TARGET": "a.B"}, "x-amz-target") == "a.B"
+    assert cognito_proxy.operation(
+        {"x-amz-target": "AWSCognitoIdentityProviderService.SignUp"}
+    ) == ("SignUp")
 
 
 @pytest.mark.parametrize(

@@ -205,9 +205,13 @@ def test_the_shell_is_the_nearest_known_ancestor(
 
 def test_local_env_prints_the_chosen_shells_form(tmp_path: Path) -> None:
     runner = CliRunner()
-    for shell, start in (("posix", "export "), ("powershell", "$env:"), ("cmd", 'set "')):
+    forms = (("posix", "export "), ("powershell", "$env:"), ("cmd", 'set "'), ("fish", "set -gx "))
+    for shell, start in forms:
         result = runner.invoke(main, ["local", "env", "--dir", str(tmp_path), "--shell", shell])
         assert result.exit_code == 0
         lines = result.output.splitlines()
         assert lines and all(line.startswith(start) for line in lines)
         assert any("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER" in line for line in lines)
+        # The SDK for JavaScript v3 reads AWS_REGION only; botocore AWS_DEFAULT_REGION.
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            assert any(line.startswith(f"{start}{name}") for line in lines), (shell, name)

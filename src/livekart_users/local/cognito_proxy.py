@@ -70,9 +70,21 @@ class Exchange:
 AfterHook = Callable[[Exchange], None]
 
 
+def header(headers: Any, name: str) -> str | None:
+    """The value of header `name`, whatever the case of its name in `headers` (RFC 9110 5.1).
+
+    Amplify and the AWS SDK for JavaScript v3 send `x-amz-target`, botocore `X-Amz-Target`.
+    """
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
 def operation(headers: Any) -> str | None:
     """The API operation named by `X-Amz-Target: AWSCognitoIdentityProviderService.<Op>`."""
-    target = headers.get("X-Amz-Target") or ""
+    target = header(headers, "X-Amz-Target") or ""
     return target.rpartition(".")[2] or None
 
 

@@ -189,6 +189,9 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODB": endpoints["dynamodb"],
             "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": endpoints["cognito-idp"],
             "AWS_ENDPOINT_URL_LAMBDA": endpoints["lambda"],
+            # botocore and the AWS CLI read AWS_DEFAULT_REGION; the SDK for JavaScript v3
+            # reads only AWS_REGION ("Region is missing"); both win over any profile's.
+            "AWS_REGION": self.settings.region,
             "AWS_DEFAULT_REGION": self.settings.region,
             "USERS_TABLE": self.settings.table,
             **LOCAL_CREDENTIALS,
@@ -197,7 +200,6 @@ class LocalStack:
     def use(self) -> None:
         """Point this process's AWS clients at the stack."""
         os.environ.update(self.environment())
-        os.environ.pop("AWS_REGION", None)
         os.environ.pop("AWS_PROFILE", None)
 
     def status(self) -> Status:
