@@ -6,6 +6,7 @@ processes' command lines), so a change to how an emulator is started cannot quie
 
 from __future__ import annotations
 
+import http.client
 import io
 import ipaddress
 import json
@@ -26,7 +27,7 @@ from rich.console import Console
 
 from livekart_users.cli import main, render
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import loopback
+from livekart_users.local import emulators, loopback
 from livekart_users.local.stack import LocalStack
 from tests.conftest import start_stack
 
@@ -252,17 +253,19 @@ def test_dynamodb_local_gets_no_cors_origin_by_default(monkeypatch: pytest.Monke
 
 
 @pytest.mark.skipif(shutil.which("javac") is None, reason="needs a JDK (javac) to recompile")
-def test_the_shipped_launcher_is_compiled_from_its_source(tmp_path: Path) -> None:
-    source = loopback.GUARDS / f"{loopback.DYNAMODB_LAUNCHER}.java"
+@pytest.mark.parametrize("name", [loopback.DYNAMODB_LAUNCHER, "HostGuard"])
+def test_the_shipped_guards_are_compiled_from_their_source(tmp_path: Path, name: str) -> None:
+    sources = [loopback.GUARDS / f"{n}.java" for n in (loopback.DYNAMODB_LAUNCHER, "HostGuard")]
+    jetty = emulators.dynamodb_jar().parent / "DynamoDBLocal_lib" / "*"
     subprocess.run(
-        ["javac", "--release", "17", "-d", str(tmp_path), str(source)],
+        ["javac", "--release", "17", "-cp", str(jetty), "-d", str(tmp_path), *map(str, sources)],
         check=True,
         capture_output=True,
     )
 
     def code(folder: Path) -> list[str]:
         shown = subprocess.run(
-            ["javap", "-c", "-p", "-v", "-cp", str(folder), loopback.DYNAMODB_LAUNCHER],
+            ["javap", "-c", "-p", "-v", "-cp", str(folder), name],
             check=True,
             capture_output=True,
             text=True,
@@ -272,4 +275,131 @@ def test_the_shipped_launcher_is_compiled_from_its_source(tmp_path: Path) -> Non
         return next((lines[i + 1 :] for i, s in enumerate(lines) if "Compiled from" in s), [])
 
     fresh, shipped = code(tmp_path), code(loopback.GUARDS)
-    assert fresh and fresh == shipped, "recompile: javac --release 17 LoopbackDynamoDB.java"
+    assert fresh and fresh == shipped, "recompile: see the command in HostGuard.java"
+
+
+# --- DNS rebinding: every listener answers loopback names only --------------------------
+
+REBIND = "rebind.attacker.example"
+SCAN = {
+    "Content-Type": "application/x-amz-json-1.0",
+    "X-Amz-Target": "DynamoDB_20120810.Scan",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/"
+    "aws4_request, SignedHeaders=host, Signature=0",
+}
+
+
+def every_port(stack: LocalStack) -> dict[str, tuple[str, dict[str, str], bytes]]:
+    """Each listener of the stack, with a request it would serve: (path, headers, body)."""
+    endpoints = stack.endpoints()
+    list_pools = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AWSCognitoIdentityProviderService.ListUserPools",
+    }
+    scan = json.dumps({"TableName": stack.settings.table}).encode()
+    return {
+        endpoints["dynamodb"]: ("/", SCAN, scan),
+        endpoints["cognito-idp"]: ("/", list_pools, b'{"MaxResults": 1}'),
+        endpoints["cognito-local"]: ("/", list_pools, b'{"MaxResults": 1}'),
+        endpoints["lambda"]: ("/", {}, b""),  # GET: the endpoint's readiness answer
+    }
+
+
+def raw(url: str, path: str, headers: dict[str, str], body: bytes) -> int:
+    """The status of one request sent with exactly these headers (Host included)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port_of(url), timeout=10)
+    try:
+        connection.putrequest("POST" if body else "GET", path, skip_host=True)
+        for key, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(key, value)
+        connection.endheaders(body)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_a_rebinding_request_to_every_port_is_refused(stack: LocalStack) -> None:
+    ports = every_port(stack)
+    assert len(ports) == 4  # DynamoDB Local, the Cognito proxy, cognito-local, the endpoint
+
+    for url, (path, headers, body) in ports.items():
+        host = f"{REBIND}:{port_of(url)}"
+        rebinding = {**headers, "Host": host, "Origin": f"http://{host}"}
+        without_origin = {**headers, "Host": host}
+
+        assert raw(url, path, rebinding, body) == 403, url
+        assert raw(url, path, without_origin, body) == 403, url
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "LocalHost", "[::1]"])
+def test_every_port_serves_loopback_host_names(stack: LocalStack, name: str) -> None:
+    for url, (path, headers, body) in every_port(stack).items():
+        with_port = {**headers, "Host": f"{name}:{port_of(url)}"}
+
+        assert raw(url, path, with_port, body) == 200, url
+        assert raw(url, path, {**headers, "Host": name}, body) == 200, url
+
+
+def test_dynamodb_local_refuses_a_page_of_another_origin(stack: LocalStack) -> None:
+    url = stack.endpoints()["dynamodb"]
+    body = json.dumps({"TableName": stack.settings.table}).encode()
+    host = {"Host": f"127.0.0.1:{port_of(url)}"}
+
+    assert raw(url, "/", {**SCAN, **host, "Origin": STRANGER}, body) == 403
+    assert raw(url, "/", {**SCAN, **host, "Origin": ALLOWED}, body) == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "served"),
+    [
+        ("127.0.0.1:8000", True),
+        ("localhost", True),
+        ("[::1]:9229", True),
+        ("LOCALHOST:1", True),
+        (None, False),
+        ("", False),
+        ("rebind.attacker.example:8000", False),
+        ("127.0.0.1.attacker.example", False),
+        ("localhost.:8000", False),
+        ("127.0.0.2:8000", False),
+        ("localhost:80a", False),
+        ("localhost:8000:8000", False),
+        ("[::1", False),
+    ],
+)
+def test_loopback_host_names(host: str | None, served: bool) -> None:
+    assert (loopback.refusal(host, None) is None) is served
+
+
+def test_an_origin_is_served_only_when_allowed() -> None:
+    assert loopback.refusal("localhost:9229", ALLOWED, [ALLOWED]) is None
+    assert loopback.refusal("localhost:9229", STRANGER, [ALLOWED]) is not None
+    assert loopback.refusal("localhost:9229", "null", []) is not None
+
+
+@pytest.mark.parametrize(
+    ("header", "length"),
+    [(None, 0), ("0", 0), ("12", 12), (" 12 ", 12), ("-1", None), ("1_0", None),
+     ("+5", None), ("١٢", None), ("abc", None), (str(loopback.MAX_BODY + 1), None)],
+)
+def test_body_lengths(header: str | None, length: int | None) -> None:
+    assert loopback.body_length(header) == length
+
+
+@pytest.mark.parametrize("header", ["-1", "abc", str(10**12)])
+@pytest.mark.parametrize("service", ["lambda", "cognito-idp"])
+def test_a_bad_content_length_is_400_and_frees_the_thread(
+    stack: LocalStack, service: str, header: str
+) -> None:
+    url = stack.endpoints()[service]
+    with socket.create_connection(("127.0.0.1", port_of(url)), timeout=5) as sock:
+        sock.sendall(
+            f"POST /2015-03-31/functions/{stack.settings.function}/invocations HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port_of(url)}\r\nContent-Length: {header}\r\n\r\n".encode()
+        )
+        answer = sock.recv(4096)
+        # The connection is closed, not left waiting for a body.
+        while (more := sock.recv(4096)):
+            answer += more
+
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]

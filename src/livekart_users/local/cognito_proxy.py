@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from livekart_users.local import loopback
+
 log = logging.getLogger(__name__)
 
 # Operations that only read (with or without the Admin prefix). Anything else may write:
@@ -112,6 +114,7 @@ class CognitoProxy(ThreadingHTTPServer):
         self.upstream_timeout = upstream_timeout
         self.after: list[AfterHook] = list(after)
         self.write_lock = threading.Lock()
+        self.allowed_origins = loopback.allowed_origins()
         super().__init__(("127.0.0.1", port), _Handler)
 
     def exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Exchange:
@@ -150,8 +153,23 @@ class _Handler(BaseHTTPRequestHandler):
     server: CognitoProxy
     protocol_version = "HTTP/1.1"  # keep-alive, as AWS endpoints do
 
+    timeout = loopback.READ_TIMEOUT  # a client that sends nothing frees its thread
+
     def _relay(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        # A DNS-rebinding page (Host: its own name) or a page of an origin not allowed is
+        # refused here, before anything reaches cognito-local (see loopback).
+        why = loopback.refusal(
+            self.headers.get("Host"), self.headers.get("Origin"), self.server.allowed_origins
+        )
+        if why is not None:
+            self._answer(403, {"Content-Type": "text/plain"}, why.encode() + b"\n")
+            return
+        length = loopback.body_length(self.headers.get("Content-Length"))
+        if length is None:
+            self.close_connection = True  # the body's end is unknown: nothing more to read
+            message = b'{"__type": "SerializationException", "message": "bad Content-Length"}'
+            self._answer(400, {"Content-Type": "application/json"}, message)
+            return
         body = self.rfile.read(length) if length else b""
         try:
             done = self.server.exchange(self.command, self.path, dict(self.headers.items()), body)

@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from livekart_users.local import loopback
+
 _PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 _LOCK = threading.Lock()
 
@@ -256,16 +258,25 @@ def _user_id(event: Any) -> str | None:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     server: InvokeServer
+    timeout = loopback.READ_TIMEOUT  # a client that sends nothing frees its thread
+
+    def _refused(self) -> bool:
+        """Answer 403 to a request from a web page, or sent to a name that is not loopback.
+
+        Browsers send Origin; cognito-local, our only caller, does not: no origin is allowed.
+        Without this a web page could run the trigger with a forged event (a form POST needs
+        no CORS), directly or through DNS rebinding (see loopback).
+        """
+        why = loopback.refusal(self.headers.get("Host"), self.headers.get("Origin"))
+        if why is None:
+            return False
+        self._reply(
+            403, {"x-amzn-ErrorType": "AccessDeniedException"}, {"Type": "User", "Message": why}
+        )
+        return True
 
     def do_POST(self) -> None:
-        if self.headers.get("Origin") is not None:
-            # Browsers send Origin; cognito-local, our only caller, does not. Without this a
-            # web page could run the trigger with a forged event (a form POST needs no CORS).
-            self._reply(
-                403,
-                {"x-amzn-ErrorType": "AccessDeniedException"},
-                {"Type": "User", "Message": "requests from web pages are refused"},
-            )
+        if self._refused():
             return
         match = _PATH.match(self.path.split("?")[0])
         # The name may come as an ARN (URL-encoded in the path); Lambda takes either.
@@ -277,7 +288,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 {"Type": "User", "Message": f"Function not found: {name or self.path}"},
             )
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length = loopback.body_length(self.headers.get("Content-Length"))
+        if length is None:
+            self.close_connection = True  # the body's end is unknown: nothing more to read
+            self._reply(
+                400,
+                {"x-amzn-ErrorType": "InvalidRequestContentException"},
+                {"Type": "User", "Message": "Content-Length is not a length up to 6 MB"},
+            )
+            return
         try:
             event = json.loads(self.rfile.read(length) or b"null")
         except ValueError:
@@ -292,6 +311,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._reply(status, headers, body)
 
     def do_GET(self) -> None:
+        if self._refused():
+            return
         self._reply(200, {}, {"function": self.server.function, "ready": True})
 
     def _reply(self, status: int, headers: dict[str, str], body: Any) -> None:

@@ -13,6 +13,11 @@ stack's data. Three ways in are closed:
   Local through its `-cors` allow-list, cognito-local through `guards/origin-guard.cjs`
   (it answers every origin with `*` otherwise), and our endpoint refuses any request that
   carries an `Origin` (cognito-local, its only caller, sends none).
+- **DNS rebinding.** A page can also point a name it owns at 127.0.0.1 (`rebind.attacker.
+  example`): its requests are then same-origin to the browser and carry no foreign `Origin`
+  to refuse. They do carry that name in `Host`, so every listener accepts only loopback `Host`
+  values (`refusal`): our endpoint and proxy in Python, cognito-local in the same guard script,
+  DynamoDB Local in `guards/HostGuard` (a Jetty handler the launcher puts before its own).
 - **Telemetry.** DynamoDB Local sends telemetry unless started with `-disableTelemetry` (and the
   launcher skips its telemetry set-up altogether). cognito-local and our endpoint send none.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -50,11 +56,57 @@ def allowed_origins() -> list[str]:
     return origins
 
 
+# The names a client on this machine uses for the stack (what boto3, the AWS SDK for
+# JavaScript and browsers send in Host when given a loopback URL), with or without a port.
+_LOOPBACK_HOST = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?", re.ASCII)
+
+
+def loopback_host(host: str | None) -> bool:
+    """`host` (a Host header) names this machine: 127.0.0.1, localhost or [::1] (any case)."""
+    return host is not None and _LOOPBACK_HOST.fullmatch(host.lower()) is not None
+
+
+def refusal(host: str | None, origin: str | None, allowed: Iterable[str] = ()) -> str | None:
+    """Why a request with these headers is refused (one line), or None to serve it.
+
+    Refused: a `Host` that is not a loopback name (a DNS-rebinding page sends its own name),
+    and an `Origin` that is not one of `allowed` (a web page on another origin).
+    """
+    if not loopback_host(host):
+        return (
+            f"Host {host!r} is not this machine: the local stack answers 127.0.0.1, "
+            "localhost and [::1] only"
+        )
+    if origin is not None and origin not in set(allowed):
+        return f"origin {origin} is not allowed: set {ALLOWED_ORIGINS}"
+    return None
+
+
+# The largest request body a listener reads: Lambda's limit for a synchronous invocation's
+# payload (6 MB); Cognito's requests are far smaller.
+MAX_BODY = 6 * 1024 * 1024
+# How long a listener waits on a silent client before it frees the thread serving it.
+READ_TIMEOUT = 30.0
+
+
+def body_length(header: str | None) -> int | None:
+    """The body length a `Content-Length` header gives, or None when it is not one we read:
+    negative, not a number, or beyond MAX_BODY (`int()` would take "-1", " 1", "1_0")."""
+    if header is None:
+        return 0
+    text = header.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_BODY:
+        return None
+    return int(text)
+
+
 def dynamodb_command(java: str, jar: Path) -> list[str]:
     """The command (run in the jar's folder) that starts DynamoDB Local on loopback only."""
     return [
         java,
         f"-Dlivekart.host={HOST}",
+        # HostGuard serves only loopback Host values and these origins (DNS rebinding).
+        f"-Dlivekart.origins={','.join(allowed_origins())}",
         "-Djava.library.path=./DynamoDBLocal_lib",
         # The jar's manifest brings its libraries onto the class path, as with `-jar`.
         "-cp",

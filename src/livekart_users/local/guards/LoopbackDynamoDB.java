@@ -12,9 +12,13 @@
  * DynamoDB Local built otherwise), it says so on one line beginning "livekart:" and serves on
  * every interface rather than not at all; `local up` reads the real address and warns.
  *
- * Run: java -Dlivekart.host=127.0.0.1 -cp <this folder><sep>DynamoDBLocal.jar LoopbackDynamoDB
- *      <DynamoDB Local's own options>
- * Rebuild the .class beside this file: javac --release 17 LoopbackDynamoDB.java
+ * It also puts HostGuard in front of DynamoDB Local's handler, so that only loopback Host
+ * values and the allowed origins (-Dlivekart.origins) are served; when that cannot be done it
+ * exits rather than serve a DNS-rebinding web page.
+ *
+ * Run: java -Dlivekart.host=127.0.0.1 -Dlivekart.origins=<allowed, comma-separated>
+ *      -cp <this folder><sep>DynamoDBLocal.jar LoopbackDynamoDB <DynamoDB Local's own options>
+ * Rebuild the .class files beside this file: see HostGuard.java.
  */
 
 import java.lang.reflect.Field;
@@ -47,6 +51,15 @@ public final class LoopbackDynamoDB {
         } catch (ReflectiveOperationException | RuntimeException e) {
             System.out.println("livekart: cannot choose DynamoDB Local's address (" + e
                     + "): it listens on every network interface");
+        }
+        try {
+            Field field = proxy.getClass().getDeclaredField("server");
+            field.setAccessible(true);
+            HostGuard.install(field.get(proxy), System.getProperty("livekart.origins", ""));
+        } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
+            System.out.println("livekart: cannot guard DynamoDB Local against other hosts and "
+                    + "origins (" + e + "): not starting it");
+            System.exit(1);
         }
         try {
             proxy.getClass().getMethod("start").invoke(proxy);
