@@ -124,7 +124,7 @@ def test_up_demo_down(tmp_path: Path) -> None:
         for email in ("testuser@example.com", "asha@spices.example", "mallory@example.com"):
             assert email in demo.output
         assert "vendor" in demo.output
-        assert "find_by_email('TESTUSER@EXAMPLE.COM')" in demo.output
+        assert "find_by_email('TESTUSER@EXAMPLE.COM', unverified=True)" in demo.output
         records = [
             json.loads(line) for line in (tmp_path / "invocations.jsonl").read_text().splitlines()
         ]

@@ -76,11 +76,33 @@ def test_find_by_email_goes_through_the_index_in_any_case(users_table: UsersTabl
     assert row["user_id"] in table_output.output
 
 
+def test_find_returns_only_verified_addresses_unless_asked(users_table: UsersTable) -> None:
+    # GIVEN two rows with one address: one verified, one that claimed it without verifying
+    # (Cognito changes `email` at once, with email_verified=false, by default).
+    address = f"shared-{uuid.uuid4().hex[:8]}@example.com"
+    owner = add_user(users_table, email=address)
+    claimer = add_user(users_table, email=address.upper(), emailVerified=False)
+    # WHEN looked up by default, THEN only the verified owner is found …
+    assert [r["user_id"] for r in users_table.find_by_email(address)] == [owner["user_id"]]
+    found = run("users", "find", "--email", address, "--json")
+    assert [r["user_id"] for r in json_lines(found.output)] == [owner["user_id"]]
+    # … and with --unverified, both.
+    both = run("users", "find", "--email", address, "--unverified", "--json")
+    assert {r["user_id"] for r in json_lines(both.output)} == {
+        owner["user_id"],
+        claimer["user_id"],
+    }
+    lonely = add_user(users_table, emailVerified=False)
+    missed = run("users", "find", "--email", lonely["email"])
+    assert missed.exit_code == 1
+    assert "(--unverified to include unverified addresses)" in missed.output
+
+
 def test_find_without_a_match_exits_1(users_table: UsersTable) -> None:
     add_user(users_table)
     result = run("users", "find", "--email", "Nobody@Example.com")
     assert result.exit_code == 1
-    assert "no user with email 'nobody@example.com'" in result.output
+    assert "no user with verified email 'nobody@example.com'" in result.output
 
 
 def test_list_filters_by_role_and_status_and_stops_at_the_limit(users_table: UsersTable) -> None:

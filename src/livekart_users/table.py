@@ -190,9 +190,14 @@ class UsersTable:
             raise self._translated(exc) from exc
         return from_dynamo(answer["Item"]) if "Item" in answer else None
 
-    def find_by_email(self, email: str) -> list[dict[str, Any]]:
-        """Rows whose email is `email` (any case), through the `email-index` GSI.
+    def find_by_email(self, email: str, *, unverified: bool = False) -> list[dict[str, Any]]:
+        """Rows whose email is `email` (any case) and verified, through the `email-index` GSI;
+        with `unverified`, also rows whose address is not (yet) verified.
 
+        Unless the pool requires verification before an update (`UserAttributeUpdateSettings`
+        with `email` in `AttributesRequireVerificationBeforeUpdate`), Cognito changes `email`
+        at once and sets `email_verified` to false: anyone can put any address on their own
+        account, so an unverified match says nothing about who owns the address.
         GSI reads are eventually consistent: a row written a moment ago may not show yet.
         """
         items: list[dict[str, Any]] = []
@@ -203,6 +208,11 @@ class UsersTable:
             "ExpressionAttributeNames": {"#e": "email"},
             "ExpressionAttributeValues": {":e": {"S": email.strip().lower()}},
         }
+        if not unverified:
+            # A filter, not a key: a page may then come back short or empty while more remain.
+            kwargs["FilterExpression"] = "#v = :v"
+            kwargs["ExpressionAttributeNames"]["#v"] = "emailVerified"
+            kwargs["ExpressionAttributeValues"][":v"] = {"BOOL": True}
         try:
             while True:
                 answer = self.client.query(**kwargs)

@@ -227,7 +227,9 @@ def local_demo(directory: Path | None, start: bool) -> None:
         console.print(f"started: {', '.join(_start(stack).started)}")
     result = demo.run(stack, say=lambda line: console.print(f"• {line}"))
     console.print(render.records_table(result.records, "rows the trigger wrote"))
-    console.print(f"find_by_email({result.lookup_email!r}) through the GSI email-index:")
+    console.print(
+        f"find_by_email({result.lookup_email!r}, unverified=True) through the GSI email-index:"
+    )
     for row in result.found_by_email:
         console.print(render.record_detail(row, f"user {row['user_id']}"))
     backfill = demo.backfill(stack, say=lambda line: console.print(f"• {line}"))

@@ -95,17 +95,26 @@ def users_get(user_id: str, table: str, region: str | None, as_json: bool) -> No
 
 @users.command("find")
 @click.option("--email", required=True, metavar="ADDRESS", help="The address (any case).")
+@click.option(
+    "--unverified",
+    is_flag=True,
+    help="Also rows whose address is not verified (anyone can claim an unverified address).",
+)
 @table_options
 @json_option("Print the rows as JSON Lines.")
 @friendly_errors
-def users_find(email: str, table: str, region: str | None, as_json: bool) -> None:
-    """Find users by email through the email-index GSI (eventually consistent).
+def users_find(
+    email: str, unverified: bool, table: str, region: str | None, as_json: bool
+) -> None:
+    """Find users by verified email through the email-index GSI (eventually consistent).
 
     The address is lower-cased, as it is stored. Exit status 1 when no row has it.
     """
-    rows = _table(table, region).find_by_email(email)
+    rows = _table(table, region).find_by_email(email, unverified=unverified)
     if not rows:
-        _not_found(f"no user with email {email.strip().lower()!r} in table {table!r}")
+        which = "email" if unverified else "verified email"
+        hint = "" if unverified else " (--unverified to include unverified addresses)"
+        _not_found(f"no user with {which} {email.strip().lower()!r} in table {table!r}{hint}")
     elif as_json:
         for row in rows:
             click.echo(render.to_json_line(row))

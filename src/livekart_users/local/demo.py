@@ -118,7 +118,10 @@ def run(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> DemoR
     say(steps[-1])
     table = UsersTable(aws.client("dynamodb"), stack.settings.table)
     records = [row for sub in subs if (row := table.get(sub)) is not None]
-    return DemoResult(steps, records, table.find_by_email(first.upper()), first.upper())
+    # cognito-local sends no email_verified after ConfirmSignUp, so the demo's rows are not
+    # verified: the lookup includes unverified addresses (`users find --unverified`).
+    found = table.find_by_email(first.upper(), unverified=True)
+    return DemoResult(steps, records, found, first.upper())
 
 
 def _sub(cognito: Any, pool_id: str | None, username: str) -> str:
@@ -237,7 +240,10 @@ def changes(stack: LocalStack, say: Callable[[str], None] = lambda _: None) -> C
     result = ChangesResult(emitted=True, user_id=sub)
     result.email_seconds = wait(lambda: (table.get(sub) or {}).get("email") == new_email)
     result.email_after = (table.get(sub) or {}).get("email")
-    result.found_by_new_email = any(r["user_id"] == sub for r in table.find_by_email(new_email))
+    # Cognito marks a changed address unverified (until the user confirms its code).
+    result.found_by_new_email = any(
+        r["user_id"] == sub for r in table.find_by_email(new_email, unverified=True)
+    )
     say(
         f"the row's email is {result.email_after}"
         + (f", {result.email_seconds} s after the call" if result.email_seconds is not None else "")
