@@ -511,6 +511,7 @@ def _local_invocation(entry: Mapping[str, Any]) -> Invocation | None:
         user_id=_text(entry.get("user_id")),
         error_code=_text(entry.get("error_code")),
         duration_ms=_float(entry.get("duration_ms")),
+        init_duration_ms=_float(entry.get("init_duration_ms")),
     )
 
 

@@ -147,6 +147,7 @@ class InvokeServer(ThreadingHTTPServer):
         changes_function: str | None = None,
         changes_pool_name: str | None = None,
         changes_timeout: float = 30.0,
+        init_ms: float | None = None,
     ) -> None:
         from livekart_users import triggers
 
@@ -158,6 +159,9 @@ class InvokeServer(ThreadingHTTPServer):
         self.changes_pool_name = changes_pool_name
         self.changes_timeout = changes_timeout
         self.capture = _OutcomeCapture()
+        # Each function's init (Lambda's `Init Duration`), told once, by its first invocation:
+        # the record then shows the cold start, as Lambda's REPORT line does.
+        self.cold: dict[str, float] = {function: init_ms} if init_ms is not None else {}
         logging.getLogger(triggers.SERVICE).addHandler(self.capture)
         # A timed-out invocation keeps its worker (Lambda would kill the sandbox): keep spares.
         self.pool = ThreadPoolExecutor(max_workers=16)
@@ -209,15 +213,26 @@ class InvokeServer(ThreadingHTTPServer):
             "outcome": outcome.get("outcome"),
             "error_code": outcome.get("error_code"),
         }
+        with _LOCK:
+            init = self.cold.pop(name, None)
+        if init is not None:
+            entry["init_duration_ms"] = round(init, 1)
         return 200, headers, body, entry
 
     def _run(self, event: Any, context: FakeContext) -> tuple[Any, int]:
         return self.handler(as_cognito_would(event), context), threading.get_ident()
 
     def _run_changes(self, event: Any, context: FakeContext) -> tuple[Any, int]:
+        import sys
+
+        cold = "livekart_users.changes" not in sys.modules
+        started = time.monotonic()
         from livekart_users import changes
 
         self._configure_changes()
+        if cold and self.changes_function:
+            with _LOCK:
+                self.cold[self.changes_function] = (time.monotonic() - started) * 1000
         return changes.handler(event, context), threading.get_ident()  # type: ignore[arg-type]
 
     def _configure_changes(self) -> None:
@@ -338,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--changes-function", default=None)
     parser.add_argument("--changes-pool-name", default=None)
     args = parser.parse_args(argv)
+    started = time.monotonic()
     warm_up()
     server = InvokeServer(
         args.port,
@@ -346,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         args.record,
         changes_function=args.changes_function,
         changes_pool_name=args.changes_pool_name,
+        init_ms=(time.monotonic() - started) * 1000,
     )
     server.serve_forever()
 
