@@ -32,6 +32,13 @@ class TableNotFound(LivekartUsersError):
         )
 
 
+class TableBusy(LivekartUsersError):
+    """DynamoDB left keys of a batch read unprocessed, again and again."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"table {table!r} is too busy to read right now: try again in a moment")
+
+
 class ServiceUnreachable(LivekartUsersError):
     """An AWS endpoint (or its local emulator) did not answer."""
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from livekart_users import schema
 from livekart_users.aws import Deadline, call_within, error_code
-from livekart_users.exceptions import InvalidRecord, TableNotFound
+from livekart_users.exceptions import InvalidRecord, TableBusy, TableNotFound
 
 DEFAULT_TABLE = "livekart-users"
 EMAIL_INDEX = "email-index"
@@ -189,6 +189,33 @@ class UsersTable:
         except ClientError as exc:
             raise self._translated(exc) from exc
         return from_dynamo(answer["Item"]) if "Item" in answer else None
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The rows of these users by id (absent ids are missing from the answer).
+
+        `BatchGetItem`, 100 keys a call, its unprocessed keys asked again; reads are
+        eventually consistent (a view's read, never a write's condition).
+        """
+        ids = list(dict.fromkeys(user_ids))
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            for start in range(0, len(ids), 100):
+                keys = [to_dynamo({"user_id": uid}) for uid in ids[start : start + 100]]
+                request: dict[str, Any] = {self.name: {"Keys": keys}}
+                for _ in range(10):
+                    answer = self.client.batch_get_item(RequestItems=request)
+                    for item in answer.get("Responses", {}).get(self.name, []):
+                        row = from_dynamo(item)
+                        found[str(row["user_id"])] = row
+                    request = answer.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+                else:
+                    # Never a row reported missing because DynamoDB was too busy to read it.
+                    raise TableBusy(self.name)
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+        return found
 
     def find_by_email(self, email: str, *, unverified: bool = False) -> list[dict[str, Any]]:
         """Rows whose email is `email` (any case) and verified, through the `email-index` GSI;

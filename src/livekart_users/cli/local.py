@@ -122,6 +122,8 @@ def local_up(shell: str | None, as_json: bool, **options: Any) -> None:
     console.print(
         f"Point boto3 or the AWS CLI at it: [bold]{escape(hint)}[/bold]; "
         f"try it: [bold]livekart-users local demo{dir_flag}[/bold]; "
+        f"see the pool and the table side by side: "
+        f"[bold]livekart-users local console{dir_flag}[/bold]; "
         f"stop it: [bold]livekart-users local down{dir_flag}[/bold].",
         highlight=False,
         soft_wrap=True,  # commands to copy: never folded mid-way
@@ -201,6 +203,41 @@ def local_install() -> None:
         modules = install.node_modules(say=lambda line: spinner.console.print(line))
     console.print(f"emulators ready in {modules.parent}", highlight=False)
     console.print("using " + ", ".join(found.values()), highlight=False)
+
+
+@local.command("console")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: a free one).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in your browser too.")
+@friendly_errors
+def local_console(directory: Path | None, port: int, open_browser: bool) -> None:
+    """Serve a page of the running stack: each Cognito user beside their row, the trigger's
+    activity as it happens, and test actions. Loopback only; stop it with Ctrl-C.
+
+    The URL carries a token made for this start: anyone without it is refused.
+    """
+    import threading
+    import webbrowser
+
+    from livekart_users.local.console import open_console
+
+    running = open_console(_stack(directory), port=port)
+    console.print(f"console: {running.url}", highlight=False, soft_wrap=True)
+    console.print("(the token in the URL is this start's key: keep it to yourself) Ctrl-C stops.")
+    if open_browser:
+        webbrowser.open(running.url)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
 
 
 @local.command("demo")
