@@ -81,6 +81,33 @@ def _text(value: Any) -> str | None:
     return value or None
 
 
+# Characters that would drive a terminal or reorder text where the name is shown: C0 and C1
+# controls (ESC, newline, ...), DEL, the line and paragraph separators, and the bidirectional
+# embeddings, overrides and isolates (U+202A-202E, U+2066-2069). See docs/record.md.
+_LINE_BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]+")  # each run: one space
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # removed
+
+
+def clean_name(value: Any) -> str | None:
+    """A name as the row keeps it: line breaks and tabs a space, other controls and the
+    bidirectional controls removed, trimmed; None when nothing is left. The user writes their
+    own name: a sign-up is never refused for it, but it cannot steer an operator's terminal."""
+    if not isinstance(value, str):
+        return None
+    return _text(_CONTROLS.sub("", _LINE_BREAKS.sub(" ", value)))
+
+
+# A-Z only. str.lower() folds more than ASCII: the Kelvin sign (U+212A) becomes "k" and
+# U+0130 becomes "i̇", so two different addresses would share one `email-index` key.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_email(email: str) -> str:
+    """The address as the row and the `email-index` key hold it: trimmed, A-Z lower-cased
+    and every other character as given."""
+    return email.strip().translate(_ASCII_LOWER)
+
+
 def user_id(attributes: Mapping[str, Any]) -> str | None:
     """The stable id of the user (Cognito `sub`), or None when the event carries none."""
     return _text(attributes.get("sub"))
@@ -106,11 +133,11 @@ def is_deleted(row: Mapping[str, Any]) -> bool:
 
 
 def display_name(attributes: Mapping[str, Any]) -> str | None:
-    """`name`, or given + family name, or None."""
-    name = _text(attributes.get("name"))
+    """`name`, or given + family name, or None (cleaned: see `clean_name`)."""
+    name = clean_name(attributes.get("name"))
     if name:
         return name
-    parts = [_text(attributes.get("given_name")), _text(attributes.get("family_name"))]
+    parts = [clean_name(attributes.get("given_name")), clean_name(attributes.get("family_name"))]
     return " ".join(p for p in parts if p) or None
 
 
@@ -130,8 +157,8 @@ def role_was_downgraded(claimed: Any) -> bool:
 def identity(attributes: Mapping[str, Any], username: str) -> dict[str, Any]:
     """The identity attributes Cognito owns, as they appear in the row.
 
-    `email` is lower-cased and absent (not empty, not null) when the user has none: it is the
-    key of the `email-index` GSI, and DynamoDB rejects an empty index key.
+    `email` is folded (`fold_email`) and absent (not empty, not null) when the user has none:
+    it is the key of the `email-index` GSI, and DynamoDB rejects an empty index key.
     """
     fields: dict[str, Any] = {
         "username": username,
@@ -141,7 +168,7 @@ def identity(attributes: Mapping[str, Any], username: str) -> dict[str, Any]:
     }
     email = _text(attributes.get("email"))
     if email:
-        fields["email"] = email.lower()
+        fields["email"] = fold_email(email)
     return fields
 
 
@@ -282,7 +309,7 @@ def _is_key(value: Any) -> bool:
 
 
 def _is_email(value: Any) -> bool:
-    return isinstance(value, str) and bool(value) and value == value.lower()
+    return isinstance(value, str) and bool(value) and value == fold_email(value)
 
 
 _STRING_OR_NULL = (_is_optional_str, "must be a string or null")

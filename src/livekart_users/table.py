@@ -233,7 +233,7 @@ class UsersTable:
             "IndexName": EMAIL_INDEX,
             "KeyConditionExpression": "#e = :e",
             "ExpressionAttributeNames": {"#e": "email"},
-            "ExpressionAttributeValues": {":e": {"S": email.strip().lower()}},
+            "ExpressionAttributeValues": {":e": {"S": schema.fold_email(email)}},
         }
         if not unverified:
             # A filter, not a key: a page may then come back short or empty while more remain.

@@ -37,6 +37,7 @@ gc.disable()
 
 import contextlib
 import os
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -270,6 +271,9 @@ class CognitoTriggerEvent:
         return request.get("userAttributes") if isinstance(request, dict) else None
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+
+
 def _dispatch(event: Any, deadline: aws.Deadline, log: dict[str, Any]) -> str:
     source = log["trigger_source"]
     if source not in (CONFIRM_SIGN_UP, CONFIRM_FORGOT_PASSWORD, AUTHENTICATION):
@@ -279,7 +283,9 @@ def _dispatch(event: Any, deadline: aws.Deadline, log: dict[str, Any]) -> str:
     if not isinstance(attributes, dict):
         raise InvalidRecord(["request.userAttributes: must be a map"])
     uid = schema.user_id(attributes)
-    log["user_id"] = uid
+    # Cognito's sub is always a UUID; anything else was put in the event by hand (a test
+    # event, a forged call) and may be an email: it is not logged as given.
+    log["user_id"] = uid if uid is None or _UUID.fullmatch(uid) else "not-a-uuid"
     username = typed.user_name
     # userName is always there from Cognito; without it the row is keyed and named by sub.
     username = username if isinstance(username, str) and username else (uid or "")

@@ -23,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from livekart_users import aws
+from livekart_users.cli.visible_text import visible
 from livekart_users.exceptions import LivekartUsersError
 
 if TYPE_CHECKING:
@@ -66,7 +67,11 @@ def friendly_errors(command: F) -> F:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
             # soft_wrap: an error is one line, however narrow the terminal (or log) is.
-            errors.print(f"[red]error:[/red] {explain(exc)}", highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            # The message may quote user data: shown as text (visible_text), never as markup.
+            message = escape(visible(explain(exc)))
+            errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

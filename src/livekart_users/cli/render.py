@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from livekart_users.cli.visible_text import visible
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
@@ -33,9 +35,10 @@ def _table(*args: Any, **kwargs: Any) -> Table:
 
 
 def _escape(text: str) -> str:
+    """Text as it reads: no markup, no control character (see visible_text)."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(visible(text))
 
 
 def _text(*args: Any, **kwargs: Any) -> Text:
@@ -111,7 +114,7 @@ def cell(value: Any) -> str:
             if value
             else ("[]" if isinstance(value, list) else "{}")
         )
-    return str(value)
+    return visible(str(value))
 
 
 def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
@@ -470,7 +473,7 @@ def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> 
 
 def user_detail(record: Mapping[str, Any], title: str) -> Table:
     """Every attribute of one user's row."""
-    table = _table(title=title)
+    table = _table(title=_escape(title))
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
     for key in sorted(record):
@@ -483,7 +486,7 @@ def user_lines(row: Mapping[str, Any], width: int) -> list[str]:
 
     def text(key: str, absent: str = "-") -> str:
         value = row.get(key)
-        return absent if value is None else str(value)
+        return absent if value is None else visible(str(value))
 
     flag = row.get("emailVerified")
     verified = "" if not isinstance(flag, bool) else " (verified)" if flag else " (unverified)"
@@ -797,10 +800,10 @@ def print_log_invocation(console: Console, invocation: Invocation, *, as_json: b
         return
     plain = [
         invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
-        invocation.trigger_source or "-",
-        invocation.outcome or "-",
-        invocation.user_id or "-",
-        invocation.error_code or "-",
+        visible(invocation.trigger_source or "-"),
+        visible(invocation.outcome or "-"),
+        visible(invocation.user_id or "-"),
+        visible(invocation.error_code or "-"),
         _log_ms(invocation.duration_ms),
         _log_ms(invocation.init_duration_ms),
     ]

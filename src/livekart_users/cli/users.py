@@ -12,6 +12,7 @@ import click
 from livekart_users import aws, erasure, schema
 from livekart_users.cli import render
 from livekart_users.cli.common import F, console, errors, friendly_errors
+from livekart_users.cli.visible_text import visible
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 
@@ -56,7 +57,7 @@ def _table(table: str, region: str | None) -> UsersTable:
 def _not_found(message: str) -> None:
     from rich.markup import escape
 
-    errors.print(f"[red]not found:[/red] {escape(message)}", highlight=False)
+    errors.print(f"[red]not found:[/red] {escape(visible(message))}", highlight=False)
     sys.exit(1)
 
 
@@ -114,7 +115,7 @@ def users_find(
     if not rows:
         which = "email" if unverified else "verified email"
         hint = "" if unverified else " (--unverified to include unverified addresses)"
-        _not_found(f"no user with {which} {email.strip().lower()!r} in table {table!r}{hint}")
+        _not_found(f"no user with {which} {schema.fold_email(email)!r} in table {table!r}{hint}")
     elif as_json:
         for row in rows:
             click.echo(render.to_json_line(row))

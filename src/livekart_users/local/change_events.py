@@ -11,7 +11,10 @@ its own, so the Cognito caller gets its answer at once and the row follows withi
 
 Where the sub comes from, as CloudTrail has it:
 - calls made with an access token (`DeleteUser`, `UpdateUserAttributes`, …): the token's
-  `sub` claim (cognito-local has checked the token before it answered with success);
+  `sub` claim. cognito-local does NOT verify the token (it only decodes it:
+  `jsonwebtoken.decode`, no signature, no expiry), then acts on the user that claim names;
+  so the claim names the user it changed, but anyone on this machine can forge a token
+  (AWS would refuse such a call: the local stack is not a security boundary);
 - admin calls: `AdminGetUser` on cognito-local itself (not through the proxy, whose write
   lock is held while hooks run). The hook runs after the call, so a deleted user is gone
   and an email used as the user name may just have changed: then the users table, the only
@@ -36,7 +39,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from livekart_users import changes
+from livekart_users import changes, schema
 from livekart_users.table import UsersTable, from_dynamo, to_dynamo
 
 log = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ def cloudtrail_event(
 
 
 def token_sub(token: Any) -> str | None:
-    """The `sub` claim of a JWT, unverified (cognito-local verified it before succeeding)."""
+    """The `sub` claim of a JWT, unverified, as cognito-local reads it (it verifies nothing)."""
     if not isinstance(token, str) or token.count(".") != 2:
         return None
     payload = token.split(".")[1]
@@ -193,7 +196,9 @@ class ChangeEmitter:
             "TableName": self.table.name,
             "FilterExpression": "#u = :u OR #e = :e",
             "ExpressionAttributeNames": {"#u": "username", "#e": "email", "#id": "user_id"},
-            "ExpressionAttributeValues": to_dynamo({":u": username, ":e": username.lower()}),
+            "ExpressionAttributeValues": to_dynamo(
+                {":u": username, ":e": schema.fold_email(username)}
+            ),
             "ProjectionExpression": "#id",
         }
         found: list[str] = []
