@@ -38,6 +38,7 @@ RTL = "\u202eevil.exe"
 FAKE_ROW = "Eve\n| 00000000-0000-0000-0000-000000000000 | admin | active |"
 HOSTILE = f"{HYPERLINK} {COLOUR} {RTL} {FAKE_ROW} \x9b2J \u2066iso\u2069 \x07\x08\r"
 # What must never reach a terminal from user data (the output's own line ends aside).
+T0 = "2026-01-31T12:00:00.000Z"
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
@@ -246,3 +247,27 @@ def test_on_the_stack_list_and_find_print_no_control_character(stack_env: LocalS
         assert result.exit_code == 0, result.output
         assert not CONTROL.search(result.output), repr(result.output)
     assert "evil.exe" in found.output and "CLICK" in found.output
+
+
+# --- email folding -----------------------------------------------------------------------
+
+
+def test_email_folds_ascii_letters_only() -> None:
+    assert schema.fold_email("  Kate.O'Neil@Example.COM ") == "kate.o'neil@example.com"
+    assert schema.fold_email("\u212aate@example.com") == "\u212aate@example.com"  # Kelvin sign
+    assert schema.fold_email("\u0130nci@example.com") == "\u0130nci@example.com"
+    assert "\u212aATE@example.com".lower() == "kate@example.com"  # what str.lower() did
+
+
+def test_two_addresses_that_lower_alike_do_not_find_each_other(users_table: UsersTable) -> None:
+    def add(email: str) -> str:
+        sub = str(uuid.uuid4())
+        attributes = {"sub": sub, "email": email, "email_verified": "true"}
+        assert users_table.create_if_absent(schema.new_record(attributes, sub, timestamp=T0))
+        return sub
+
+    kate, kelvin = add("Kate@example.com"), add("\u212aate@example.com")
+
+    assert [r["user_id"] for r in users_table.find_by_email("KATE@example.com")] == [kate]
+    assert [r["user_id"] for r in users_table.find_by_email("\u212aate@example.com")] == [kelvin]
+    assert users_table.get(kelvin)["email"] == "\u212aate@example.com"  # type: ignore[index]
