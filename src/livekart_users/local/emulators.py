@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import install, loopback, processes, runtimes
+from livekart_users.local import install, loopback, private, processes, runtimes
 
 
 def node_modules(
@@ -55,7 +55,7 @@ def start_dynamodb(
     jar = dynamodb_jar(node_modules)
     storage = ["-inMemory"]
     if data_dir is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private.make_folder(data_dir)
         storage = ["-sharedDb", "-dbPath", str(data_dir.resolve())]
     # On loopback only, without telemetry or CORS for other origins (see loopback.py).
     command = [*loopback.dynamodb_command(java(), jar), *storage, "-port", str(port)]

@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from livekart_users.local import loopback
+from livekart_users.local import loopback, private
 
 _PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 _LOCK = threading.Lock()
@@ -247,7 +247,7 @@ class InvokeServer(ThreadingHTTPServer):
                 return
 
     def write_record(self, entry: dict[str, Any]) -> None:
-        with _LOCK, self.record.open("a") as out:
+        with _LOCK, private.open_file(self.record, "a") as out:
             out.write(json.dumps(entry) + "\n")
 
 

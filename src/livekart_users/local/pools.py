@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from livekart_users.local import private
+
 
 @dataclass(frozen=True)
 class Repair:
@@ -100,7 +102,8 @@ def keep(db: Path, backup: Path) -> None:
     """Copy every good file in `db` over its last good copy."""
     if not db.is_dir():
         return
-    backup.mkdir(parents=True, exist_ok=True)
+    private.make_folder(backup.parent)
+    private.make_folder(backup)
     for saved in backup.glob("*.json"):
         if not (db / saved.name).exists():
             saved.unlink()  # its pool was deleted
@@ -108,7 +111,10 @@ def keep(db: Path, backup: Path) -> None:
         if problem(path) is not None:
             continue
         partial = backup / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}"
+        if path.is_symlink():
+            continue  # never copy what a link points to
         shutil.copy2(path, partial)
+        os.chmod(partial, private.FILE_MODE)  # passwords and tokens: the user's alone
         # The copy may have raced a write: keep it only if it is whole.
         if problem(partial) is None:
             os.replace(partial, backup / path.name)

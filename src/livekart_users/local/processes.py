@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from livekart_users.exceptions import LocalStackError
+from livekart_users.local import private
 
 # Windows: a process group of its own (a Ctrl+C in the console that ran `up` does not reach
 # it) and no console window. Numeric so that the branch can be tested on any OS.
@@ -65,6 +66,46 @@ def detach_options(platform: str = sys.platform) -> dict[str, Any]:
     return {"start_new_session": True}
 
 
+# What a stack process may inherit from the caller: what finds programs and files, the
+# locale, temporary folders, Java, and the stack's own LIVEKART_* settings. Nothing else: the
+# caller's AWS_* credentials, profile and session token (and any other secret in the
+# environment) never reach an emulator (DynamoDB Local, cognito-local and its 200-odd npm
+# packages), the proxy or the endpoint; those that call AWS APIs get the stack's dummy
+# credentials explicitly (LocalStack.environment).
+INHERITED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+        "JAVA_HOME", "PYTHONPATH", "VIRTUAL_ENV",
+        # Windows needs these to run programs at all.
+        "SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT", "USERPROFILE",
+        "APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "PROGRAMFILES", "NUMBER_OF_PROCESSORS",
+    }
+)  # fmt: skip
+INHERITED_PREFIXES = ("LC_", "LIVEKART_")
+# No AWS configuration file, no instance metadata: a stack process knows only what it is given.
+ISOLATED = {
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a stack process starts from (see INHERITED)."""
+    source = os.environ if environ is None else environ
+    kept = {
+        key: value
+        for key, value in source.items()
+        if key.upper() in INHERITED or key.upper().startswith(INHERITED_PREFIXES)
+    }
+    return {**kept, **ISOLATED}
+
+
+def _private_options() -> dict[str, Any]:
+    """What the emulators write (passwords, tokens, users' data) is the user's alone."""
+    return {"umask": private.CHILD_UMASK} if private.POSIX else {}
+
+
 def start(
     name: str,
     command: Sequence[str],
@@ -77,15 +118,16 @@ def start(
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise LocalStackError(f"cannot start {name}: {command[0]!r} is not installed")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    with private.open_file(log, "ab") as out:
         process = subprocess.Popen(
             list(command),
             cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**child_environment(), **(env or {})},
             **detach_options(),
+            **_private_options(),
         )
     return _identify(process.pid, tuple(command))
 
@@ -121,11 +163,20 @@ def find(started: Started | None) -> psutil.Process | None:
                 return None
             if tuple(process.cmdline()) != started.cmdline:
                 return None
+            if not _is_mine(process):
+                return None  # never stop another user's process, whatever state.json says
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:
         return None  # not ours to manage: we start our processes as ourselves
     return process
+
+
+def _is_mine(process: psutil.Process) -> bool:
+    """The process runs as this user (its real uid; on Windows, its user name)."""
+    if private.POSIX:
+        return bool(process.uids().real == os.getuid())
+    return bool(process.username() == psutil.Process().username())
 
 
 def is_running(started: Started | None) -> bool:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from livekart_users import aws
 from livekart_users.exceptions import LocalStackError
-from livekart_users.local import emulators, loopback, pools, processes, runtimes
+from livekart_users.local import emulators, loopback, pools, private, processes, runtimes
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
@@ -146,21 +147,29 @@ class LocalStack:
         if not self.is_marked():
             return {}
         try:
-            return dict(json.loads(self.state_file.read_text()))
+            return dict(json.loads(private.read_text(self.state_file)))
+        except LocalStackError:
+            raise  # a link, or another user's file: said in one line, never used
         except (OSError, ValueError):
             return {}
 
     def _save(self, state: dict[str, Any]) -> None:
         try:
-            self.state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
+            private.write_text(self.state_file, json.dumps(state, indent=2, sort_keys=True))
+        except LocalStackError:
+            raise
         except OSError as exc:
             raise LocalStackError(
                 f"cannot write the stack's state in {self.dir}: {exc.strerror or exc}"
             ) from None
 
     def is_marked(self) -> bool:
-        """The folder was made (or adopted) by `local up` as a stack."""
-        return (self.dir / MARKER).is_file()
+        """The folder was made (or adopted) by `local up` as a stack (a marker that is a
+        symbolic link does not count)."""
+        try:
+            return stat.S_ISREG((self.dir / MARKER).lstat().st_mode)
+        except OSError:
+            return False
 
     def _process(self, state: dict[str, Any], service: str) -> processes.Started | None:
         return processes.Started.from_json((state.get("processes") or {}).get(service))
@@ -200,7 +209,9 @@ class LocalStack:
     def use(self) -> None:
         """Point this process's AWS clients at the stack."""
         os.environ.update(self.environment())
-        os.environ.pop("AWS_PROFILE", None)
+        # The caller's session token would be sent beside the key `local`, to the emulators.
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
 
     def status(self) -> Status:
         state = self._state()
@@ -296,6 +307,7 @@ class LocalStack:
 
     def down(self, *, wipe: bool = False) -> Stopped:
         """Stop every process `up` started; with `wipe`, delete the stack's own files too."""
+        private.check_folder(self.dir)  # a state.json of someone else's names no process of ours
         if wipe and self.dir.exists() and not self.is_marked():
             raise LocalStackError(
                 f"refusing to wipe {self.dir}: it is not a folder `livekart-users local up` "
@@ -339,6 +351,7 @@ class LocalStack:
             raise LocalStackError(
                 f"{self.dir} is a file, not a folder: give --dir a folder (made if missing)"
             )
+        private.check_folder(self.dir)
         if not self.dir.is_dir() or self.is_marked():
             return
         try:
@@ -356,18 +369,22 @@ class LocalStack:
         """Create and mark the folder; True when this call created it."""
         created = not self.dir.exists()
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            if not self.is_marked():
+            private.make_folder(self.dir)
+            if self.is_marked():
+                private.tighten(self.dir)  # made before the stack's files were private
+            else:
                 marker = {
                     "made_by": "livekart-users local up",
                     "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "own_entries": sorted(OWN_ENTRIES),
                 }
-                (self.dir / MARKER).write_text(json.dumps(marker, indent=2))
-        except OSError as exc:
+                private.write_text(self.dir / MARKER, json.dumps(marker, indent=2))
+        except (OSError, LocalStackError) as exc:
             if created:
                 with contextlib.suppress(OSError):
                     self.dir.rmdir()
+            if isinstance(exc, LocalStackError):
+                raise
             raise LocalStackError(
                 f"cannot make the local stack's folder {self.dir}: {exc.strerror or exc}: "
                 "give --dir a folder you can write to"
@@ -502,7 +519,8 @@ class LocalStack:
 
     def _write_cognito_config(self, cognito_dir: Path, ports: dict[str, int]) -> None:
         config_dir = cognito_dir / ".cognito"
-        config_dir.mkdir(parents=True, exist_ok=True)
+        private.make_folder(cognito_dir)
+        private.make_folder(config_dir)
         config = {
             "LambdaClient": {
                 "endpoint": f"http://127.0.0.1:{ports['endpoint']}",
@@ -514,7 +532,7 @@ class LocalStack:
                 "PostAuthentication": self.settings.function,
             },
         }
-        (config_dir / "config.json").write_text(json.dumps(config, indent=2))
+        private.write_text(config_dir / "config.json", json.dumps(config, indent=2))
 
     # --- what lives inside the emulators -----------------------------------------------
 
