@@ -81,8 +81,20 @@ def test_invalid_extra_fields_are_refused_before_anything_starts(tmp_path: Path)
     result = CliRunner().invoke(
         main, ["local", "up", "--dir", str(tmp_path), "--extra-fields", '{"cart": 1}']
     )
-    assert result.exit_code == 1
-    assert "USERS_EXTRA_FIELDS 'cart' is a field of the record itself" in result.output
+    assert result.exit_code == 2
+    # The option is named, not the variable it did not come from.
+    assert "Invalid value for '--extra-fields': 'cart' is a field of the record" in result.output
+    assert "USERS_EXTRA_FIELDS" not in result.output.split("Error:")[-1]
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_bad_extra_fields_from_the_environment_name_the_variable(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["local", "up", "--dir", str(tmp_path)], env={"USERS_EXTRA_FIELDS": "{bad"}
+    )
+    assert result.exit_code == 2
+    assert "'--extra-fields': USERS_EXTRA_FIELDS not valid JSON" in result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "state.json").exists()
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from livekart_users import erasure, schema
-from livekart_users.cli import main
+from livekart_users.cli import main, render
 from livekart_users.local.stack import LocalStack
 from tests.test_changes import PERSONAL, World
 
@@ -64,6 +65,46 @@ def test_users_delete_removes_the_user_then_erases_the_row_and_is_idempotent(
     assert json.loads(again.output)["row"] == "already_erased"
     assert json.loads(again.output)["cognito_user_deleted"] is False
     assert world.row(sub) == row
+
+
+def test_users_delete_says_what_it_found_when_the_row_was_erased_already(world: World) -> None:
+    sub, _ = world.new_user()
+    first = run(world, "users", "delete", sub, "--user-pool-id", world.pool, "--yes")
+    erased_at = world.row(sub)["deletedAt"]
+
+    again = run(world, "users", "delete", sub, "--user-pool-id", world.pool, "--yes")
+
+    assert first.exit_code == again.exit_code == 0, again.output
+    assert again.output.strip() == (
+        f"user {sub}: not in Cognito (already gone); row: already erased by an earlier "
+        f"deletion at {erased_at} (policy anonymize)"
+    )
+
+
+def test_the_change_handler_getting_there_first_is_said_as_such() -> None:
+    # Cognito's deletion event can reach the change handler between our AdminDeleteUser and
+    # our erase: the row is then erased already, and the line says by whom and when.
+    done = erasure.Deletion("u-1", "anonymize", cognito_user_deleted=True, row="already_erased")
+    found = {"user_id": "u-1", "deletedAt": "2026-12-02T10:00:00.000Z", "role": "customer"}
+    assert render.deletion(done, found) == (
+        "user u-1: deleted from Cognito; row: already erased by the change handler at "
+        "2026-12-02T10:00:00.000Z (policy anonymize)"
+    )
+
+
+def test_users_delete_of_an_id_no_one_knows_exits_1(world: World) -> None:
+    unknown = str(uuid.uuid4())
+    shown = run(world, "users", "delete", unknown, "--user-pool-id", world.pool, "--yes")
+    as_json = run(
+        world, "users", "delete", unknown, "--user-pool-id", world.pool, "--yes", "--json"
+    )
+
+    assert shown.exit_code == as_json.exit_code == 1
+    assert shown.output.strip() == (
+        f"not found: no user with id {unknown!r} in pool {world.pool} or table "
+        f"{world.table.name!r}: nothing was deleted"
+    )
+    assert json.loads(as_json.stdout)["exit_code"] == 1
 
 
 def test_a_deletion_stopped_after_cognito_is_finished_by_running_it_again(world: World) -> None:

@@ -792,8 +792,10 @@ def test_the_cli_exits_2_without_credentials(
     outcome = CliRunner().invoke(main, ["doctor", "--user-pool-id", "us-east-1_Abc", "--json"])
     assert outcome.exit_code == 2
     assert json.loads(outcome.stdout) == {
+        "command": "doctor",
         "error": "no AWS credentials found: configure a profile or set AWS_PROFILE",
         "exit_code": 2,
+        "outcome": "failed",
         "status": "error",
     }
 

@@ -325,6 +325,15 @@ def test_a_bad_since_is_one_line(cloudwatch: Any) -> None:
     assert "--since 'yesterday' is not a duration: use a number and a unit" in outcome.output
 
 
+@pytest.mark.parametrize("since", ["1000000d", "99999999999999999999w"])
+def test_an_absurd_since_reads_everything_kept(cloudwatch: Any, since: str) -> None:
+    # CloudWatch Logs keeps events 10 years at most: a longer window reads the same events.
+    assert logs.parse_since(since) == logs.MAX_SINCE == timedelta(days=3653)
+    outcome = run("--since", since)
+    assert outcome.exit_code == 0, outcome.output
+    assert "Traceback" not in outcome.output
+
+
 def test_without_a_target_says_what_is_needed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER", raising=False)
     monkeypatch.delenv("LIVEKART_FUNCTION", raising=False)

@@ -261,3 +261,39 @@ def test_markup_in_user_data_is_shown_as_text(users_table: UsersTable) -> None:
     )
     result = run("users", "get", row["user_id"])
     assert "[bold]Mallory[/bold]" in result.output
+
+
+# --- erased rows look erased ------------------------------------------------------------------
+
+ERASED_AT = "2026-02-01T09:30:00.000Z"
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_an_erased_row_looks_erased_in_list_get_and_find(
+    users_table: UsersTable, columns: int
+) -> None:
+    # GIVEN a live user, one anonymized and one erased under the keep policy
+    live = add_user(users_table)
+    anonymized = add_user(users_table)
+    kept = add_user(users_table)
+    assert users_table.anonymize(anonymized["user_id"], remove_username=False, timestamp=ERASED_AT)
+    assert users_table.mark_deleted(kept["user_id"], timestamp=ERASED_AT)
+    env = {"COLUMNS": str(columns)}
+
+    listed = CliRunner().invoke(main, ["users", "list"], env=env)
+    got = CliRunner().invoke(main, ["users", "get", anonymized["user_id"]], env=env)
+    found = CliRunner().invoke(main, ["users", "find", "--email", kept["email"]], env=env)
+
+    assert listed.exit_code == got.exit_code == found.exit_code == 0, listed.output
+    # THEN the erased rows say so, when and by which policy; the live one does not
+    blocks = listed.output.split("\n")
+    erased_lines = [ln for ln in blocks if "erased" in ln]
+    assert not any(live["user_id"] in ln for ln in erased_lines)
+    assert any(anonymized["user_id"] in ln for ln in erased_lines)
+    assert any(kept["user_id"] in ln for ln in erased_lines)
+    assert "(verified)" not in listed.output.split(anonymized["user_id"])[1].split("\n")[1]
+    (first,) = [ln for ln in got.output.splitlines() if "│ erased" in ln]  # its first row
+    assert ERASED_AT in first and "policy anonymize" in got.output
+    assert any(kept["user_id"] in ln and "erased" in ln for ln in found.output.splitlines())
+    assert f"erased {ERASED_AT}" in found.output
+    assert "(keep)" in found.output or "policy keep" in found.output

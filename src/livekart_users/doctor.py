@@ -36,7 +36,7 @@ from livekart_users import aws
 from livekart_users.deploy import models
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
-from livekart_users.exceptions import LivekartUsersError, LocalStackError, PoolNotFound
+from livekart_users.exceptions import LivekartUsersError, PoolNotFound
 from livekart_users.table import EMAIL_INDEX
 
 if TYPE_CHECKING:
@@ -1203,28 +1203,10 @@ def find_local_stack(
     directory: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> LocalStack | None:
     """The local stack doctor should look at: `directory`'s, or the one the environment's
-    Cognito endpoint belongs to; None when the environment points at AWS."""
-    from livekart_users.local.stack import LocalStack, Settings
+    endpoints belong to; None when the environment points at AWS (see local/current.py)."""
+    from livekart_users.local import current
 
-    env = os.environ if environ is None else environ
-    if directory is not None:
-        stack = LocalStack(Settings(directory=directory))
-        if not stack.status().user_pool_id:
-            raise LocalStackError(
-                f"no local stack in {stack.dir}: start one with `livekart-users local up "
-                f"--dir {directory}`"
-            )
-        return stack
-    endpoint = env.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER")
-    if not endpoint:
-        return None
-    stack = LocalStack(Settings())
-    if stack.status().user_pool_id and stack.endpoints()["cognito-idp"] == endpoint.rstrip("/"):
-        return stack
-    raise LocalStackError(
-        f"AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER points at {endpoint}, but the local stack "
-        f"in {stack.dir} does not run there: pass --local-dir (the folder of `local up --dir`)"
-    )
+    return current.in_use(directory, environ)
 
 
 # --- fixing: deploy's own plan and apply -------------------------------------------------

@@ -20,6 +20,7 @@ class InvalidExtraFields(LivekartUsersError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"USERS_EXTRA_FIELDS {reason}")
+        self.reason = reason  # without the variable's name: the CLI names its option
 
 
 class TableNotFound(LivekartUsersError):

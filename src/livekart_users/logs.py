@@ -49,7 +49,10 @@ FUNCTION_ERROR = "function_error"
 KNOWN_OUTCOMES = ("created", "already_exists", "refreshed", "failed", "unknown", "ignored")
 
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+# CloudWatch Logs keeps events at most 3,653 days (its longest retention): a longer --since
+# reads the same events, so it is capped there (also keeping datetime arithmetic in range).
+MAX_SINCE = timedelta(days=3653)
 _TIMED_OUT = re.compile(r"([0-9a-fA-F-]{8,}) Task timed out after")
 _ACCOUNT = re.compile(r"arn:aws[\w-]*:(?:iam|sts|logs)::?(?:[\w-]*:)?(\d{12})")
 
@@ -87,11 +90,12 @@ class LogsAccessDenied(LogsError):
 
 
 def parse_since(text: str) -> timedelta:
-    """`15m`, `2h`, `1d` (also `s` and `w`) as a duration."""
+    """`15m`, `2h`, `1d` (also `s` and `w`) as a duration, at most `MAX_SINCE`."""
     match = _SINCE.match(text)
     if not match or int(match.group(1)) == 0:
         raise InvalidSince(text)
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return timedelta(seconds=min(seconds, MAX_SINCE // timedelta(seconds=1)))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,42 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class Group(click.Group):
+    """A command group that suggests the nearest command for a mistyped one, and answers a
+    usage error with one JSON object on stdout when --json was asked for."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        typed = args[0] if args else ""
+        unknown = typed and not typed.startswith("-") and self.get_command(ctx, typed) is None
+        if unknown and not ctx.resilient_parsing:
+            import difflib
+
+            known = self.list_commands(ctx)
+            nearest = difflib.get_close_matches(typed, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{nearest[0]}'?" if nearest else f"one of {', '.join(known)}"
+            raise click.UsageError(f"no such command {typed!r}: {hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        # click >= 8.2 keeps the command's name apart as `_protected_args`; 8.1 as `protected_args`.
+        protected = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])
+        asked = "--json" in (*protected, *ctx.args)
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if asked and not getattr(exc, "json_printed", False):
+                from livekart_users.cli.common import json_error
+
+                where = getattr(exc, "ctx", None) or ctx
+                command = " ".join(where.command_path.split()[1:])
+                click.echo(json_error(exc.format_message(), exc.exit_code, command))
+                exc.json_printed = True  # type: ignore[attr-defined]
+            raise
+
+
+class LazyGroup(Group):
     """Imports a command's module when the command is asked for."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,15 +1,19 @@
-"""What every command shares: consoles, one clear line per error, and a spinner while AWS is
-slow to answer."""
+"""What every command shares: the options that name the pool, table, region, function and
+local stack (declared once, so each has one name, one variable and one help text everywhere),
+consoles, one clear line (or one JSON object) per error, and a spinner while AWS is slow to
+answer."""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 from urllib.parse import urlsplit
 
 import click
@@ -25,9 +29,12 @@ from botocore.exceptions import (
 from livekart_users import aws
 from livekart_users.cli.visible_text import visible
 from livekart_users.exceptions import LivekartUsersError
+from livekart_users.table import DEFAULT_TABLE
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from livekart_users.local.stack import LocalStack
 
 
 class _LazyConsole:
@@ -56,8 +63,217 @@ errors = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))  # an error 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# --- the shared options ----------------------------------------------------------------------
+# Each option that names where a command works is declared here only. Environment variables
+# are the same as the library's and `local env`'s exports.
+POOL_ENV = "LIVEKART_USER_POOL_ID"
+TABLE_ENV = "USERS_TABLE"
+FUNCTION_ENV = "LIVEKART_FUNCTION"
+LOCAL_DIR_ENV = "LIVEKART_LOCAL_DIR"
+DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"  # deploy.models' (not imported: slow)
+LOCAL_DEFAULT = "; against the local stack, its own"
+
+
+def user_pool_option(*, required: bool = False, local: bool = True) -> Callable[[F], F]:
+    """--user-pool-id. Where the local stack can supply it (`local`), it is not required
+    here: `resolve_pool` asks for it when neither the flag, the variable nor a stack has one."""
+    return click.option(
+        "--user-pool-id",
+        metavar="POOL",
+        envvar=POOL_ENV,
+        required=required,
+        help=f"The Cognito user pool, e.g. us-east-1_AbCdEfGhI "
+        f"[env {POOL_ENV}{LOCAL_DEFAULT if local else ''}].",
+    )
+
+
+def table_option(*, local: bool = True) -> Callable[[F], F]:
+    return click.option(
+        "--table",
+        metavar="NAME",
+        envvar=TABLE_ENV,
+        default=None,
+        help=f"The users table [env {TABLE_ENV}; default {DEFAULT_TABLE}"
+        f"{LOCAL_DEFAULT if local else ''}].",
+    )
+
+
+def region_option(command: F) -> F:
+    return click.option(
+        "--region",
+        metavar="REGION",
+        default=None,
+        help="The AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, the pool "
+        "id's prefix, else us-east-1].",
+    )(command)
+
+
+def function_option(command: F) -> F:
+    return click.option(
+        "--function-name",
+        metavar="NAME",
+        envvar=FUNCTION_ENV,
+        default=None,
+        help=f"The trigger function [env {FUNCTION_ENV}; default {DEFAULT_FUNCTION}].",
+    )(command)
+
+
+def local_dir_option(name: str = "local_dir") -> Callable[[F], F]:
+    """The local stack's folder: `--dir` in the `local` group, `--local-dir` elsewhere; both
+    names are accepted everywhere."""
+    names = ("--dir", "--local-dir") if name == "directory" else ("--local-dir", "--dir")
+    return click.option(
+        *names,
+        name,
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"The local stack's folder, as given to `local up --dir` [env {LOCAL_DIR_ENV}; "
+        "default .local-stack]. Other commands use the stack when given it, or when "
+        "`local env`'s variables point at it.",
+    )
+
+
+def erasure_policy_option(command: F) -> F:
+    """--erasure-policy: its choices and default are the library's."""
+    from livekart_users import erasure
+
+    return click.option(
+        "--erasure-policy",
+        envvar=erasure.ENVIRONMENT_VARIABLE,
+        type=click.Choice([str(p) for p in erasure.Policy], case_sensitive=False),
+        default=str(erasure.DEFAULT_POLICY),
+        show_default=True,
+        help="What erasing a deleted user's row does: anonymize (remove personal fields, keep "
+        f"app data), delete (the row goes) or keep (only mark it) [env "
+        f"{erasure.ENVIRONMENT_VARIABLE}].",
+    )(command)
+
+
+def extra_fields_option(command: F) -> F:
+    """--extra-fields, checked as it is parsed: a bad value names the flag or the variable
+    it came from, before anything starts."""
+    return click.option(
+        "--extra-fields",
+        envvar="USERS_EXTRA_FIELDS",
+        default=None,
+        metavar="JSON",
+        callback=_valid_extra_fields,
+        help="Extra record fields with defaults for the rows created, e.g. "
+        '\'{"subscriptionTier": "free"}\' [env USERS_EXTRA_FIELDS].',
+    )(command)
+
+
+def _valid_extra_fields(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from livekart_users import schema
+    from livekart_users.exceptions import InvalidExtraFields
+
+    try:
+        schema.parse_extra_fields(value)
+    except InvalidExtraFields as exc:
+        source = ctx.get_parameter_source(param.name or "")
+        named = "USERS_EXTRA_FIELDS" if source is click.core.ParameterSource.ENVIRONMENT else ""
+        raise click.BadParameter(f"{named} {exc.reason}".strip(), ctx, param) from None
+    return value
+
+
+def json_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def stack_in_use(local_dir: Path | None) -> LocalStack | None:
+    """The local stack this command works against (its clients pointed at it), if any.
+
+    Looked for only when asked (`--local-dir`) or when an endpoint variable says an emulator
+    is in use, so a command against AWS never imports the local stack."""
+    if local_dir is None and not (
+        os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER")
+        or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+    ):
+        return None
+    from livekart_users.local import current
+
+    stack = current.in_use(local_dir)
+    if stack is not None and local_dir is not None:
+        stack.use()
+    return stack
+
+
+def resolve_table(table: str | None, local_dir: Path | None = None) -> str:
+    """--table > USERS_TABLE > the local stack's > livekart-users."""
+    stack = stack_in_use(local_dir) if local_dir is not None or not table else None
+    if table:
+        return table
+    if stack is None:
+        return DEFAULT_TABLE
+    from livekart_users.local import current
+
+    return current.defaults(stack).table or DEFAULT_TABLE
+
+
+def resolve_pool(user_pool_id: str | None, local_dir: Path | None = None) -> str:
+    """--user-pool-id > LIVEKART_USER_POOL_ID > the local stack's; else a usage error."""
+    stack = stack_in_use(local_dir) if local_dir is not None or not user_pool_id else None
+    if user_pool_id:
+        return user_pool_id
+    from livekart_users.local import current
+
+    found = current.defaults(stack).user_pool_id
+    if not found:
+        raise click.UsageError(
+            f"--user-pool-id is needed (or {POOL_ENV}); against the local stack, load its "
+            'variables first: eval "$(livekart-users local env)"'
+        )
+    return found
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def wants_json() -> bool:
+    """The command running was given --json: its failure is then a JSON object on stdout."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.params.get("as_json"))
+
+
+def command_name() -> str:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return ""
+    return " ".join(ctx.command_path.split()[1:])  # without the program's name
+
+
+def json_error(message: str, exit_code: int, command: str | None = None) -> str:
+    """The one object a failed `--json` command prints on stdout (README: Output)."""
+    return json.dumps(
+        {
+            "command": command_name() if command is None else command,
+            # `status` as doctor's report has it, `outcome` as deploy's: either one tells.
+            "status": "error",
+            "outcome": "failed",
+            "error": message,
+            "exit_code": exit_code,
+        },
+        sort_keys=True,
+    )
+
+
+def fail(message: str, *, label: str = "error", exit_code: int = 1) -> NoReturn:
+    """One red line on stderr (and, with --json, one JSON object on stdout), then exit."""
+    from rich.markup import escape
+
+    if wants_json():
+        click.echo(json_error(message, exit_code))
+    # soft_wrap: an error is one line, however narrow the terminal (or log) is. The message
+    # may quote user data: shown as text (visible_text), never as markup.
+    shown = escape(visible(message))
+    errors.print(f"[red]{label}:[/red] {shown}", highlight=False, soft_wrap=True)
+    sys.exit(exit_code)
+
+
 def friendly_errors(command: F) -> F:
-    """Library errors become one red line and exit status 1; tracebacks only with --debug."""
+    """Library errors become one red line and exit status 1; tracebacks only with --debug.
+    With --json, stdout carries one JSON object saying what failed, also for usage errors
+    found in the command."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -66,13 +282,12 @@ def friendly_errors(command: F) -> F:
         except (LivekartUsersError, ClientError, BotoCoreError, OSError) as exc:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
-            # soft_wrap: an error is one line, however narrow the terminal (or log) is.
-            from rich.markup import escape
-
-            # The message may quote user data: shown as text (visible_text), never as markup.
-            message = escape(visible(explain(exc)))
-            errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-            sys.exit(1)
+            fail(explain(exc))
+        except click.ClickException as exc:
+            if wants_json():
+                click.echo(json_error(exc.format_message(), exc.exit_code))
+                exc.json_printed = True  # type: ignore[attr-defined]
+            raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,7 +10,17 @@ import click
 
 from livekart_users import aws
 from livekart_users.cli import render
-from livekart_users.cli.common import F, console, friendly_errors
+from livekart_users.cli.common import (
+    F,
+    console,
+    erasure_policy_option,
+    extra_fields_option,
+    friendly_errors,
+    function_option,
+    region_option,
+    table_option,
+    user_pool_option,
+)
 from livekart_users.deploy import executor, models, planner, pool
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
@@ -18,35 +28,15 @@ from livekart_users.deploy.models import Target
 
 def target_options(command: F) -> F:
     options = [
-        click.option(
-            "--user-pool-id",
-            required=True,
-            envvar="LIVEKART_USER_POOL_ID",
-            help="The existing Cognito user pool, e.g. us-east-1_AbC123 "
-            "[env LIVEKART_USER_POOL_ID]",
-        ),
-        click.option(
-            "--region",
-            default=None,
-            help="Default: AWS_REGION, the profile's, or the pool id's prefix.",
-        ),
-        click.option(
-            "--table",
-            default=None,
-            envvar="USERS_TABLE",
-            help="[env USERS_TABLE; default livekart-users]",
-        ),
-        click.option(
-            "--function-name",
-            default=None,
-            envvar="LIVEKART_FUNCTION",
-            help=f"[env LIVEKART_FUNCTION; default {models.DEFAULT_FUNCTION}]",
-        ),
+        user_pool_option(required=True, local=False),
+        region_option,
+        table_option(local=False),
+        function_option,
         click.option(
             "--role-name",
             default=None,
             envvar="LIVEKART_ROLE",
-            help=f"[env LIVEKART_ROLE; default {models.DEFAULT_ROLE}]",
+            help=f"The trigger function's role [env LIVEKART_ROLE; default {models.DEFAULT_ROLE}]",
         ),
     ]
     for option in reversed(options):
@@ -112,22 +102,9 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     metavar="DAYS",
     help="One of CloudWatch Logs' periods: " + ", ".join(map(str, models.RETENTION_DAYS)),
 )
-@click.option(
-    "--extra-fields",
-    default=None,
-    envvar="USERS_EXTRA_FIELDS",
-    metavar="JSON",
-    help="Extra record fields with defaults [env USERS_EXTRA_FIELDS]",
-)
+@extra_fields_option
 @click.option("--alarm-topic-arn", default=None, help="SNS topic the failed-write alarm notifies.")
-@click.option(
-    "--erasure-policy",
-    type=click.Choice(["anonymize", "delete", "keep"], case_sensitive=False),
-    default=None,
-    envvar="USERS_ERASURE_POLICY",
-    help="What the change handler does to a deleted user's row: anonymize (remove personal "
-    "fields, keep app data), delete, or keep [env USERS_ERASURE_POLICY; default anonymize].",
-)
+@erasure_policy_option
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option
@@ -217,27 +194,17 @@ def destroy(
 
 
 def _pool_options(command: F) -> F:
-    options = [
-        click.option("--user-pool-id", required=True, envvar="LIVEKART_USER_POOL_ID"),
-        click.option(
-            "--function-name",
-            default=models.DEFAULT_FUNCTION,
-            envvar="LIVEKART_FUNCTION",
-            show_default=True,
-        ),
-        click.option("--region", default=None),
-    ]
-    for option in reversed(options):
+    for option in reversed((user_pool_option(required=True, local=False), function_option)):
         command = option(command)
-    return command
+    return region_option(command)
 
 
-def _pool_target(clients: Clients, user_pool_id: str, function_name: str) -> Target:
+def _pool_target(clients: Clients, user_pool_id: str, function_name: str | None) -> Target:
     return Target(
         user_pool_id=user_pool_id,
         region=clients.region,
         account=clients.account(),
-        function=function_name,
+        function=function_name or models.DEFAULT_FUNCTION,
     )
 
 
@@ -253,7 +220,7 @@ def _pool_target(clients: Clients, user_pool_id: str, function_name: str) -> Tar
 @friendly_errors
 def attach(
     user_pool_id: str,
-    function_name: str,
+    function_name: str | None,
     region: str | None,
     force: bool,
     allow_unmanaged: bool,
@@ -292,7 +259,7 @@ def attach(
 @_pool_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was detached as JSON.")
 @friendly_errors
-def detach(user_pool_id: str, function_name: str, region: str | None, as_json: bool) -> None:
+def detach(user_pool_id: str, function_name: str | None, region: str | None, as_json: bool) -> None:
     """Empty the pool's trigger slots that name the function (or its alias), sending every
     other setting and trigger back unchanged: the reverse of attach. Run it before deleting
     a CloudFormation stack, or every sign-up fails once its function is gone."""
@@ -303,9 +270,9 @@ def detach(user_pool_id: str, function_name: str, region: str | None, as_json: b
         click.echo(render.detach_json(target, emptied))
         return
     console.print(
-        f"detached {', '.join(emptied)} from {function_name}; every other setting unchanged"
+        f"detached {', '.join(emptied)} from {target.function}; every other setting unchanged"
         if emptied
-        else f"no change: no trigger of pool {user_pool_id} names {function_name}"
+        else f"no change: no trigger of pool {user_pool_id} names {target.function}"
     )
 
 

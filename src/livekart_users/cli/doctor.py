@@ -12,7 +12,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from livekart_users import aws, doctor
 from livekart_users.cli import render
-from livekart_users.cli.common import console, errors, explain, friendly_errors
+from livekart_users.cli.common import (
+    console,
+    errors,
+    explain,
+    friendly_errors,
+    json_error,
+    json_option,
+    local_dir_option,
+    region_option,
+    user_pool_option,
+)
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
 from livekart_users.exceptions import LivekartUsersError
@@ -24,21 +34,10 @@ CANNOT_RUN = 2
 
 
 @click.command("doctor")
-@click.option(
-    "--user-pool-id",
-    default=None,
-    envvar="LIVEKART_USER_POOL_ID",
-    help="The pool to check [env LIVEKART_USER_POOL_ID; default: the local stack's]",
-)
-@click.option("--region", default=None, help="[default: AWS_REGION, the profile's, the pool id's]")
-@click.option(
-    "--local-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Check the local stack in this folder (`local up --dir`) [default: the one the "
-    "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER variable points at, if any]",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for CI).")
+@user_pool_option()
+@region_option
+@local_dir_option()
+@json_option("Print one JSON object (for CI).")
 @click.option("--fix", is_flag=True, help="Carry out the fixes deploy can make, then check again.")
 @click.option("--probe", is_flag=True, help="Also invoke the function with a synthetic sign-up.")
 @friendly_errors
@@ -125,6 +124,6 @@ def _cannot_run(exc: Exception, as_json: bool) -> NoReturn:
         raise exc
     message = explain(exc)
     if as_json:
-        click.echo(render.doctor_error_json(message))
+        click.echo(json_error(message, CANNOT_RUN))
     errors.print(f"[red]error:[/red] {message}", highlight=False)
     sys.exit(CANNOT_RUN)

@@ -9,25 +9,25 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from livekart_users.cli import render
-from livekart_users.cli.common import F, console, errors, friendly_errors
+from livekart_users.cli import Group, render
+from livekart_users.cli.common import (
+    F,
+    console,
+    errors,
+    extra_fields_option,
+    friendly_errors,
+    local_dir_option,
+)
 
 
-@click.group()
+@click.group(cls=Group)
 def local() -> None:
     """The local stack: DynamoDB Local, cognito-local and the trigger, no AWS account."""
 
 
 def stack_options(command: F) -> F:
     options = [
-        click.option(
-            "--dir",
-            "directory",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Folder of the stack's state, logs and data "
-            "[env LIVEKART_LOCAL_DIR; default .local-stack]",
-        ),
+        local_dir_option("directory"),
         click.option(
             "--dynamodb-port",
             type=click.IntRange(1, 65535),
@@ -72,7 +72,9 @@ def _stack(
     ):
         if value is not None:
             setattr(settings, name, value)
-    return LocalStack(settings)
+    stack = LocalStack(settings)
+    stack.refuse_a_file()  # every command, as `up` does: never "nothing was running"
+    return stack
 
 
 def _shell_option(command: F) -> F:
@@ -88,13 +90,7 @@ def _shell_option(command: F) -> F:
 
 @local.command("up")
 @stack_options
-@click.option(
-    "--extra-fields",
-    default=None,
-    metavar="JSON",
-    help='Extra record fields with defaults, e.g. \'{"subscriptionTier": "free"}\' '
-    "[env USERS_EXTRA_FIELDS]",
-)
+@extra_fields_option
 @_shell_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was started, and where, as JSON.")
 @friendly_errors
@@ -143,7 +139,7 @@ def _dir_flag(directory: Path | None) -> str:
 
 
 @local.command("down")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@local_dir_option("directory")
 @click.option(
     "--wipe",
     is_flag=True,
@@ -163,7 +159,7 @@ def local_down(directory: Path | None, wipe: bool) -> None:
 
 
 @local.command("status")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@local_dir_option("directory")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @friendly_errors
 def local_status(directory: Path | None, as_json: bool) -> None:
@@ -177,19 +173,29 @@ def local_status(directory: Path | None, as_json: bool) -> None:
 
 
 @local.command("env")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@local_dir_option("directory")
 @_shell_option
 @friendly_errors
 def local_env(directory: Path | None, shell: str | None) -> None:
-    """Print the variables that point AWS clients at the local stack, for your shell.
+    """Print the variables that point AWS clients at the local stack, for your shell: the
+    SDKs' endpoints, region and credentials, and the stack's folder and pool, with which
+    every livekart-users command finds the stack by itself.
 
     POSIX shells: eval "$(livekart-users local env)"; PowerShell:
     livekart-users local env --shell powershell | Invoke-Expression.
     """
-    from livekart_users.local import shells
+    from livekart_users.local import current, shells
 
-    for line in shells.exports(_stack(directory).environment(), shell or shells.detect()):
+    stack = _stack(directory)
+    for line in shells.exports(current.exports(stack), shell or shells.detect()):
         click.echo(line)
+    if not stack.status().user_pool_id:  # on stderr: `eval` takes only stdout
+        errors.print(
+            f"[yellow]warning:[/yellow] no local stack in {escape(str(stack.dir))} yet: "
+            f"start it with `livekart-users local up{escape(_dir_flag(directory))}`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @local.command("install")
@@ -206,7 +212,7 @@ def local_install() -> None:
 
 
 @local.command("console")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@local_dir_option("directory")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -241,7 +247,7 @@ def local_console(directory: Path | None, port: int, open_browser: bool) -> None
 
 
 @local.command("demo")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
+@local_dir_option("directory")
 @click.option(
     "--up/--no-up",
     "start",

@@ -10,34 +10,25 @@ import click
 
 from livekart_users import aws, logs
 from livekart_users.cli import render
-from livekart_users.cli.common import console, errors, friendly_errors
+from livekart_users.cli.common import (
+    console,
+    errors,
+    friendly_errors,
+    function_option,
+    json_option,
+    local_dir_option,
+    region_option,
+    user_pool_option,
+)
 
 KNOWN = ", ".join((*logs.KNOWN_OUTCOMES, logs.TIMEOUT, logs.FUNCTION_ERROR))
 
 
 @click.command("logs")
-@click.option(
-    "--user-pool-id",
-    metavar="POOL",
-    envvar="LIVEKART_USER_POOL_ID",
-    help="The pool whose trigger to read (the function deploy names for it) "
-    "[env LIVEKART_USER_POOL_ID].",
-)
-@click.option(
-    "--function-name",
-    metavar="NAME",
-    envvar="LIVEKART_FUNCTION",
-    help="The trigger function "
-    "[env LIVEKART_FUNCTION; default livekart-post-confirmation-trigger].",
-)
-@click.option("--region", default=None, help="[default: AWS_REGION, the profile's, the pool id's]")
-@click.option(
-    "--local-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Read the local stack in this folder (`local up --dir`) [default: the one the "
-    "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER variable points at, if any].",
-)
+@user_pool_option()
+@function_option
+@region_option
+@local_dir_option()
 @click.option(
     "--since",
     default=logs.DEFAULT_SINCE,
@@ -59,7 +50,7 @@ KNOWN = ", ".join((*logs.KNOWN_OUTCOMES, logs.TIMEOUT, logs.FUNCTION_ERROR))
     show_default=True,
     help="Stop after this many invocations (oldest first); says so when more remain.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one per invocation.")
+@json_option("Print JSON Lines, one per invocation.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new invocations until Ctrl-C.")
 @click.option(
     "--interval",
@@ -143,10 +134,10 @@ def _source(
 ) -> tuple[logs.CloudWatchLogs | logs.LocalRecord, str | None]:
     """The local stack's record when it is in use (found as doctor finds it), else the
     function's log group (and its ARN, which Live Tail takes)."""
-    from livekart_users import doctor
     from livekart_users.deploy.models import Target
+    from livekart_users.local import current
 
-    stack = doctor.find_local_stack(local_dir)
+    stack = current.in_use(local_dir)
     if stack is not None:
         return logs.LocalRecord(stack.record_file), None
     if not (user_pool_id or function_name):

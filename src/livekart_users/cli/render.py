@@ -396,10 +396,6 @@ def doctor_json(
     return to_json(document)
 
 
-def doctor_error_json(message: str) -> str:
-    return to_json({"exit_code": 2, "status": "error", "error": message})
-
-
 def print_fix_plan(console: Console, steps: Sequence[Any], refused: Mapping[str, str]) -> None:
     """What `doctor --fix` is about to change (deploy's plan), and what it will not touch.
 
@@ -459,23 +455,59 @@ def data_cell(value: Any) -> str:
     return escape_markup(cell(value))
 
 
+def erased_by(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """When a row whose Cognito user is gone was erased, and by which policy; None for a
+    live row. The row does not name its policy: `keep` leaves the personal fields,
+    `anonymize` removes them (`delete` leaves no row to show)."""
+    from livekart_users import schema
+
+    when = row.get(schema.DELETED_AT)
+    if when is None:
+        return None
+    kept = any(row.get(field) is not None for field in schema.PERSONAL_FIELDS)
+    return visible(str(when)), "keep" if kept else "anonymize"
+
+
+def erasure(row: Mapping[str, Any]) -> str | None:
+    """How and when the row was erased, in words; None for a live row."""
+    found = erased_by(row)
+    if found is None:
+        return None
+    when, policy = found
+    if policy == "keep":
+        return f"erased {when} (policy keep: marked only, personal fields kept)"
+    return f"erased {when} (policy anonymize: personal fields removed, app data kept)"
+
+
+def _user_cell(row: Mapping[str, Any], column: str) -> str:
+    found = erased_by(row)
+    if found is not None:
+        if column == "status":
+            return f"[red]erased[/red] {_escape(found[0])} ({found[1]})"
+        if column == "emailVerified" and "email" not in row:
+            return "[dim]-[/dim]"  # verified says nothing once the address is gone
+    return data_cell(row.get(column)) if column in row else "[dim]-[/dim]"
+
+
 def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
-    """Users as rows of a table, with the same columns whatever the rows hold."""
+    """Users as rows of a table, with the same columns whatever the rows hold; an erased
+    row's status reads `erased`."""
     table = _table(title=title)
     for column in USER_COLUMNS:
         table.add_column(column, overflow="fold", no_wrap=column == "user_id")
     for row in rows:
-        table.add_row(
-            *[data_cell(row.get(c)) if c in row else "[dim]-[/dim]" for c in USER_COLUMNS]
-        )
+        table.add_row(*[_user_cell(row, c) for c in USER_COLUMNS])
     return table
 
 
 def user_detail(record: Mapping[str, Any], title: str) -> Table:
-    """Every attribute of one user's row."""
+    """Every attribute of one user's row; first, for an erased row, how and when."""
     table = _table(title=_escape(title))
     table.add_column("attribute")
     table.add_column("value", overflow="fold")
+    erased = erasure(record)
+    if erased is not None:
+        table.add_row("[red]erased[/red]", data_cell(erased.removeprefix("erased ")))
     for key in sorted(record):
         table.add_row(data_cell(key), data_cell(record[key]))
     return table
@@ -488,6 +520,13 @@ def user_lines(row: Mapping[str, Any], width: int) -> list[str]:
         value = row.get(key)
         return absent if value is None else visible(str(value))
 
+    erased = erasure(row)
+    if erased is not None:
+        return [
+            f"{text('user_id')}  {text('role')}  erased",
+            *wrapped(erased, width, "    "),
+            *wrapped(f"last login: {text('lastLoginAt', 'never')}", width, "    "),
+        ]
     flag = row.get("emailVerified")
     verified = "" if not isinstance(flag, bool) else " (verified)" if flag else " (unverified)"
     return [
@@ -696,12 +735,24 @@ _ROW_OUTCOMES: Mapping[str, str] = {
 }
 
 
-def deletion(done: Any) -> str:
-    """One line for `users delete` (an `erasure.Deletion`)."""
+def deletion(done: Any, found: Mapping[str, Any] | None = None) -> str:
+    """One line for `users delete` (an `erasure.Deletion`): what it did, and what it found.
+
+    `found` is the row as it is now when it was erased already: by the change handler, when
+    this run has just deleted the user from Cognito (the deletion event outran us), else by
+    an earlier deletion."""
     cognito = (
         "deleted from Cognito" if done.cognito_user_deleted else "not in Cognito (already gone)"
     )
     row = _ROW_OUTCOMES.get(done.row, done.row)
+    erased = erased_by(found) if found is not None else None
+    if done.row == "already_erased" and erased is not None:
+        when, policy = erased
+        who = "the change handler" if done.cognito_user_deleted else "an earlier deletion"
+        row = f"already erased by {who} at {_escape(when)} (policy {policy})"
+        return f"user {data_cell(done.user_id)}: {cognito}; row: {row}"
+    if done.row == "no_row" and done.cognito_user_deleted:
+        row = "none (deleted already, or never written)"
     return f"user {data_cell(done.user_id)}: {cognito}; row: {row} (policy {done.policy})"
 
 

@@ -4,61 +4,56 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from livekart_users import aws, erasure, schema
-from livekart_users.cli import render
-from livekart_users.cli.common import F, console, errors, friendly_errors
-from livekart_users.cli.visible_text import visible
-from livekart_users.table import DEFAULT_TABLE, UsersTable
+from livekart_users.cli import Group, render
+from livekart_users.cli.common import (
+    F,
+    console,
+    erasure_policy_option,
+    extra_fields_option,
+    fail,
+    friendly_errors,
+    json_option,
+    local_dir_option,
+    region_option,
+    resolve_pool,
+    resolve_table,
+    table_option,
+    user_pool_option,
+)
+from livekart_users.table import UsersTable
 
 
 def table_options(command: F) -> F:
-    options = [
-        click.option(
-            "--table",
-            envvar="USERS_TABLE",
-            default=DEFAULT_TABLE,
-            show_default=True,
-            help="The users table [env USERS_TABLE].",
-        ),
-        click.option(
-            "--region", default=None, help="AWS region [env AWS_REGION; default us-east-1]."
-        ),
-    ]
-    for option in reversed(options):
+    """Where the rows are: the table and its region, or the local stack's."""
+    for option in reversed((table_option(), region_option, local_dir_option())):
         command = option(command)
     return command
 
 
-def erasure_policy_option(command: F) -> F:
-    return click.option(
-        "--erasure-policy",
-        envvar=erasure.ENVIRONMENT_VARIABLE,
-        type=click.Choice([str(p) for p in erasure.Policy], case_sensitive=False),
-        default=str(erasure.DEFAULT_POLICY),
-        show_default=True,
-        help="What erasing a row does: anonymize (remove personal fields, keep app data), "
-        f"delete (the row goes) or keep (only mark it) [env {erasure.ENVIRONMENT_VARIABLE}].",
-    )(command)
+def user_id_argument(command: F) -> F:
+    return click.argument("user_id", callback=_not_empty)(command)
 
 
-def json_option(help_text: str) -> Callable[[F], F]:
-    return click.option("--json", "as_json", is_flag=True, help=help_text)
+def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    # DynamoDB refuses an empty key with a ValidationException: say it in our words.
+    if not value.strip():
+        raise click.BadParameter("is empty: give the user's id (the Cognito sub)")
+    return value
 
 
-def _table(table: str, region: str | None) -> UsersTable:
-    return UsersTable(aws.client("dynamodb", region_name=aws.resolve_region(region)), table)
+def _table(table: str | None, region: str | None, local_dir: Path | None) -> UsersTable:
+    name = resolve_table(table, local_dir)
+    return UsersTable(aws.client("dynamodb", region_name=aws.resolve_region(region)), name)
 
 
 def _not_found(message: str) -> None:
-    from rich.markup import escape
-
-    errors.print(f"[red]not found:[/red] {escape(visible(message))}", highlight=False)
-    sys.exit(1)
+    fail(message, label="not found")
 
 
 def _show_row(row: dict[str, Any], as_json: bool, title: str) -> None:
@@ -71,7 +66,7 @@ def _show_row(row: dict[str, Any], as_json: bool, title: str) -> None:
 # --- users -------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 def users() -> None:
     """Look users up in the table, change their role or status, delete them.
 
@@ -81,15 +76,18 @@ def users() -> None:
 
 
 @users.command("get")
-@click.argument("user_id")
+@user_id_argument
 @table_options
 @json_option("Print the row as JSON.")
 @friendly_errors
-def users_get(user_id: str, table: str, region: str | None, as_json: bool) -> None:
+def users_get(
+    user_id: str, table: str | None, region: str | None, local_dir: Path | None, as_json: bool
+) -> None:
     """Show one user's row by user id (the Cognito sub). Exit status 1 when there is none."""
-    row = _table(table, region).get(user_id)
+    rows = _table(table, region, local_dir)
+    row = rows.get(user_id)
     if row is None:
-        _not_found(f"no user with id {user_id!r} in table {table!r}")
+        _not_found(f"no user with id {user_id!r} in table {rows.name!r}")
         return
     _show_row(row, as_json, f"user {user_id}")
 
@@ -105,22 +103,31 @@ def users_get(user_id: str, table: str, region: str | None, as_json: bool) -> No
 @json_option("Print the rows as JSON Lines.")
 @friendly_errors
 def users_find(
-    email: str, unverified: bool, table: str, region: str | None, as_json: bool
+    email: str,
+    unverified: bool,
+    table: str | None,
+    region: str | None,
+    local_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Find users by verified email through the email-index GSI (eventually consistent).
 
     The address is lower-cased, as it is stored. Exit status 1 when no row has it.
     """
-    rows = _table(table, region).find_by_email(email, unverified=unverified)
+    users_table = _table(table, region, local_dir)
+    rows = users_table.find_by_email(email, unverified=unverified)
     if not rows:
         which = "email" if unverified else "verified email"
         hint = "" if unverified else " (--unverified to include unverified addresses)"
-        _not_found(f"no user with {which} {schema.fold_email(email)!r} in table {table!r}{hint}")
+        _not_found(
+            f"no user with {which} {schema.fold_email(email)!r} in table "
+            f"{users_table.name!r}{hint}"
+        )
     elif as_json:
         for row in rows:
             click.echo(render.to_json_line(row))
     else:
-        console.print(render.users_table(rows))
+        render.print_users(console, rows)  # a table when it fits, else lines
 
 
 @users.command("list")
@@ -136,12 +143,13 @@ def users_list(
     role: str | None,
     status: str | None,
     limit: int | None,
-    table: str,
+    table: str | None,
     region: str | None,
+    local_dir: Path | None,
     as_json: bool,
 ) -> None:
     """List users, a page of the table at a time (the table is never loaded whole)."""
-    rows = _table(table, region).scan_where(role=role, status=status)
+    rows = _table(table, region, local_dir).scan_where(role=role, status=status)
     if limit is not None:
         rows = itertools.islice(rows, limit)
     if as_json:
@@ -152,33 +160,35 @@ def users_list(
 
 
 @users.command("set-role")
-@click.argument("user_id")
+@user_id_argument
 @click.argument("role", type=click.Choice(sorted(schema.ROLES)))
 @table_options
 @json_option("Print the updated row as JSON.")
 @friendly_errors
-def users_set_role(user_id: str, role: str, table: str, region: str | None, as_json: bool) -> None:
+def users_set_role(
+    user_id: str,
+    role: str,
+    table: str | None,
+    region: str | None,
+    local_dir: Path | None,
+    as_json: bool,
+) -> None:
     """Set a user's role in the table (one conditional update; Cognito is not touched).
 
     Becoming a vendor adds the vendor fields with their defaults where absent; leaving keeps
     them. Only `role`, `updatedAt` and those defaults change.
     """
-    row = _table(table, region).set_role(user_id, role)
+    rows = _table(table, region, local_dir)
+    row = rows.set_role(user_id, role)
     if row is None:
-        _not_found(f"no user with id {user_id!r} in table {table!r}: nothing changed")
+        _not_found(f"no user with id {user_id!r} in table {rows.name!r}: nothing changed")
         return
     _show_row(row, as_json, f"user {user_id}: role is now {role}")
 
 
 @users.command("delete")
-@click.argument("user_id")
-@click.option(
-    "--user-pool-id",
-    required=True,
-    envvar="USER_POOL_ID",
-    metavar="POOL",
-    help="The Cognito user pool [env USER_POOL_ID].",
-)
+@user_id_argument
+@user_pool_option()
 @erasure_policy_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @table_options
@@ -186,11 +196,12 @@ def users_set_role(user_id: str, role: str, table: str, region: str | None, as_j
 @friendly_errors
 def users_delete(
     user_id: str,
-    user_pool_id: str,
+    user_pool_id: str | None,
     erasure_policy: str,
     yes: bool,
-    table: str,
+    table: str | None,
     region: str | None,
+    local_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Delete a user: from Cognito (AdminDeleteUser), then erase their row.
@@ -198,9 +209,12 @@ def users_delete(
     The erasure an app's "delete my account" button or a support agent needs. Cognito goes
     first, so a run stopped half-way never leaves an account that could sign in and write
     personal data back; run it again (or let the change handler or `reconcile
-    --erase-orphans` do it) and the row is erased. Running it twice changes nothing.
+    --erase-orphans` do it) and the row is erased. Running it twice changes nothing. Exit
+    status 1 when neither Cognito nor the table knows the user.
     """
     policy = erasure.parse_policy(erasure_policy)
+    user_pool_id = resolve_pool(user_pool_id, local_dir)
+    table = resolve_table(table, local_dir)
     chosen = aws.resolve_region(region, user_pool_id)
     if not yes:
         if not sys.stdin.isatty():
@@ -210,28 +224,35 @@ def users_delete(
             f"({policy})? This cannot be undone",
             abort=True,
         )
+    rows = UsersTable(aws.client("dynamodb", region_name=chosen), table)
     done = erasure.delete_user(
-        aws.client("cognito-idp", region_name=chosen),
-        UsersTable(aws.client("dynamodb", region_name=chosen), table),
-        user_pool_id,
-        user_id,
-        policy,
+        aws.client("cognito-idp", region_name=chosen), rows, user_pool_id, user_id, policy
     )
+    if not done.cognito_user_deleted and done.row == erasure.Erased.NO_ROW:
+        _not_found(
+            f"no user with id {user_id!r} in pool {user_pool_id} or table {table!r}: "
+            "nothing was deleted"
+        )
     if as_json:
         click.echo(render.to_json(done.as_dict()))
     else:
-        console.print(render.deletion(done), soft_wrap=True)  # one line, however narrow
+        # What it found: an erased row says when, and by whom (the change handler, often).
+        found = rows.get(user_id) if done.row == erasure.Erased.ALREADY_ERASED else None
+        console.print(render.deletion(done, found), soft_wrap=True)  # one line, however narrow
 
 
 def _status_command(name: str, status: str, summary: str) -> click.Command:
-    @click.argument("user_id")
+    @user_id_argument
     @table_options
     @json_option("Print the updated row as JSON.")
     @friendly_errors
-    def command(user_id: str, table: str, region: str | None, as_json: bool) -> None:
-        row = _table(table, region).set_status(user_id, status)
+    def command(
+        user_id: str, table: str | None, region: str | None, local_dir: Path | None, as_json: bool
+    ) -> None:
+        rows = _table(table, region, local_dir)
+        row = rows.set_status(user_id, status)
         if row is None:
-            _not_found(f"no user with id {user_id!r} in table {table!r}: nothing changed")
+            _not_found(f"no user with id {user_id!r} in table {rows.name!r}: nothing changed")
             return
         _show_row(row, as_json, f"user {user_id}: status is now {status}")
 
@@ -251,7 +272,7 @@ _status_command("activate", "active", "Mark a user active in the table.")
 
 
 @click.command("reconcile")
-@click.option("--user-pool-id", required=True, metavar="POOL", help="The Cognito user pool.")
+@user_pool_option()
 @click.option("--apply", is_flag=True, help="Create and refresh rows (default: only report).")
 @click.option(
     "--delete-orphans",
@@ -288,19 +309,12 @@ _status_command("activate", "active", "Mark a user active in the table.")
     show_default=True,
     help="Examples shown per category.",
 )
-@click.option(
-    "--extra-fields",
-    envvar="USERS_EXTRA_FIELDS",
-    default=None,
-    metavar="JSON",
-    help="Extra fields with defaults for the rows it creates, as the trigger has them "
-    "[env USERS_EXTRA_FIELDS].",
-)
+@extra_fields_option
 @table_options
 @json_option("Print the summary as JSON.")
 @friendly_errors
 def reconcile_command(
-    user_pool_id: str,
+    user_pool_id: str | None,
     apply: bool,
     delete_orphans: bool,
     erase_orphans: bool,
@@ -310,8 +324,9 @@ def reconcile_command(
     concurrency: int,
     examples: int,
     extra_fields: str | None,
-    table: str,
+    table: str | None,
     region: str | None,
+    local_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Compare the user pool with the table; with --apply, heal the table.
@@ -328,6 +343,8 @@ def reconcile_command(
         raise click.UsageError("--delete-orphans and --erase-orphans: choose one")
     policy = erasure.parse_policy(erasure_policy) if erase_orphans else None
     extra = schema.parse_extra_fields(extra_fields)
+    user_pool_id = resolve_pool(user_pool_id, local_dir)
+    table = resolve_table(table, local_dir)
     cognito, dynamodb = reconcile.clients(aws.resolve_region(region, user_pool_id), concurrency)
     with render.ReconcileProgress(console, enabled=console.is_terminal and not as_json) as bars:
 

@@ -307,6 +307,7 @@ class LocalStack:
 
     def down(self, *, wipe: bool = False) -> Stopped:
         """Stop every process `up` started; with `wipe`, delete the stack's own files too."""
+        self.refuse_a_file()
         private.check_folder(self.dir)  # a state.json of someone else's names no process of ours
         if wipe and self.dir.exists() and not self.is_marked():
             raise LocalStackError(
@@ -345,12 +346,16 @@ class LocalStack:
 
     # --- the folder --------------------------------------------------------------------
 
-    def _check_folder(self) -> None:
-        """Refuse a folder that is a file, or holds anything but a stack; writes nothing."""
+    def refuse_a_file(self) -> None:
+        """Every command refuses a stack folder that is a file, as `up` does."""
         if self.dir.exists() and not self.dir.is_dir():
             raise LocalStackError(
                 f"{self.dir} is a file, not a folder: give --dir a folder (made if missing)"
             )
+
+    def _check_folder(self) -> None:
+        """Refuse a folder that is a file, or holds anything but a stack; writes nothing."""
+        self.refuse_a_file()
         private.check_folder(self.dir)
         if not self.dir.is_dir() or self.is_marked():
             return
