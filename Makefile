@@ -8,8 +8,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.bootstrap-python
 PYTEST_ARGS ?=
+# The JavaScript clients the suite drives (tests/js/): installed from their lockfile.
+JS_OK  := tests/js/node_modules/.package-lock.json
 
-.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-lambda bench-reconcile bench-cli lock clean
+.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-lambda bench-reconcile bench-cli bench-endpoint lock clean
 
 demo: bootstrap
 	$(BIN)/livekart-users local demo
@@ -17,7 +19,7 @@ demo: bootstrap
 test: bootstrap lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-bootstrap: $(PY_OK) emulators
+bootstrap: $(PY_OK) emulators $(JS_OK)
 
 $(PY_OK): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "); run: make PYTHON=python3.11")'
@@ -28,6 +30,11 @@ $(PY_OK): requirements.lock pyproject.toml
 
 emulators: $(PY_OK)
 	$(BIN)/livekart-users local install
+
+# npm ci: exactly the lockfile's versions, each checked against its integrity hash; works
+# offline from npm's cache once fetched. No install scripts run.
+$(JS_OK): tests/js/package-lock.json tests/js/package.json
+	cd tests/js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 lint: $(PY_OK)
 	$(BIN)/ruff check src tests bench
@@ -50,6 +57,9 @@ bench-reconcile: bootstrap
 
 bench-cli: bootstrap
 	$(BIN)/python bench/cli_bench.py
+
+bench-endpoint: bootstrap
+	$(BIN)/python bench/cognito_endpoint.py --markdown
 
 # Re-lock after changing dependencies in pyproject.toml.
 lock: $(PY_OK)

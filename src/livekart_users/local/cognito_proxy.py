@@ -7,10 +7,18 @@ start (`Failed to load StormDB database file`). Each request awaits its own writ
 answers, so letting one state-changing request through at a time keeps writes from
 overlapping. Reads (Describe*, List*, Get*) pass concurrently.
 
-Stages of one request: read it; if it may write, take the write lock; forward it to
-cognito-local unchanged; answer with cognito-local's answer; then, for a successful request
-and still inside the lock (so hooks see writes in the order they happened), call each
-`after` hook with the `Exchange`. A hook that fails is logged and never changes the answer.
+Stages of one request: read it; if it may write, take the write lock; answer it here if
+`sign_in` does (USER_SRP_AUTH, disabled users: what cognito-local does not do as Cognito
+does), else forward it to cognito-local unchanged and answer with cognito-local's answer;
+then, for a successful request and still inside the lock (so hooks see writes in the order
+they happened), call each `after` hook with the `Exchange`. The answer goes out before the
+hooks run, so a caller never waits for them. A hook that fails is logged and never changes
+the answer.
+
+Speed: header names are matched case-insensitively (SDK v3 and Amplify send
+`x-amz-target`); Nagle's algorithm is off on both sides (an answer written as head then body
+otherwise waits for the client's delayed ACK, ~40 ms); connections to cognito-local are kept
+alive. bench/cognito_endpoint.py measures it against cognito-local itself.
 
 A trigger fired by a write (ConfirmSignUp -> PostConfirmation) runs while that write holds
 the lock: what the trigger's endpoint sends to Cognito must go to cognito-local directly, not
@@ -24,14 +32,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from livekart_users.local import loopback
+from livekart_users.local import loopback, sign_in
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +121,46 @@ class CognitoProxy(ThreadingHTTPServer):
         *,
         after: Sequence[AfterHook] = (),
         upstream_timeout: float = 60.0,
+        cognito_db: Path | None = None,
     ) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
         self.upstream_timeout = upstream_timeout
+        self._connections = Upstream(self.upstream, upstream_timeout)
         self.after: list[AfterHook] = list(after)
         self.write_lock = threading.Lock()
         self.allowed_origins = loopback.allowed_origins()
+        # What cognito-local cannot answer as Cognito would (SRP sign-in, disabled users).
+        self.sign_in = sign_in.SignIn(cognito_db, self.call) if cognito_db else None
         super().__init__(("127.0.0.1", port), _Handler)
 
-    def exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Exchange:
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        reply: Callable[[Exchange], None] | None = None,
+    ) -> Exchange:
+        """Forward one request; `reply` sends the answer before the hooks run (still inside
+        the lock, so they keep their order), so the caller does not wait for them."""
         name = operation(headers)
         lock = self.write_lock if may_write(method, name) else contextlib.nullcontext()
         with lock:
-            status, answer_headers, answer = self._forward(method, path, headers, body)
+            here = self.sign_in.answer(name, body) if self.sign_in and method == "POST" else None
+            if here is not None:
+                status, answer_headers, answer = here
+                origin = header(headers, "Origin")
+                if origin:  # it passed the origin guard: a web app the user allowed
+                    answer_headers = {
+                        **answer_headers,
+                        "Access-Control-Allow-Origin": origin,
+                        "Vary": "Origin",
+                    }
+            else:
+                status, answer_headers, answer = self._forward(method, path, headers, body)
             done = Exchange(method, path, name, headers, body, status, answer_headers, answer)
+            if reply is not None:
+                reply(done)
             if done.succeeded:
                 for hook in self.after:
                     try:
@@ -131,21 +169,88 @@ class CognitoProxy(ThreadingHTTPServer):
                         log.exception("after-request hook %r failed", hook)
         return done
 
+    def server_close(self) -> None:
+        super().server_close()
+        self._connections.close()
+
+    def call(self, name: str, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """Call operation `name` on cognito-local itself (not through the write lock)."""
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"AWSCognitoIdentityProviderService.{name}",
+        }
+        return self._forward("POST", "/", headers, json.dumps(request).encode())
+
     def _forward(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        connection = http.client.HTTPConnection(*self.upstream, timeout=self.upstream_timeout)
+        sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+        sent["Content-Length"] = str(len(body))
+        connection, reused = self._connections.take()
         try:
-            sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
-            sent["Content-Length"] = str(len(body))
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
+            try:
+                connection.request(method, path, body=body, headers=sent)
+                response = connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not reused:
+                    raise
+                # cognito-local closed the idle connection as the request went out, so it
+                # never read it: send it once more on a new connection.
+                connection.close()
+                connection, reused = self._connections.take(fresh=True)
+                connection.request(method, path, body=body, headers=sent)
+                response = connection.getresponse()
             data = response.read()
-            # This server sends its own Date and Server headers.
-            dropped = HOP_BY_HOP | {"date", "server"}
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in dropped}
-            return response.status, kept, data
-        finally:
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._connections.give_back(connection)
+        # This server sends its own Date and Server headers.
+        dropped = HOP_BY_HOP | {"date", "server"}
+        kept = {k: v for k, v in response.getheaders() if k.lower() not in dropped}
+        return response.status, kept, data
+
+
+class Upstream:
+    """Kept-alive connections to cognito-local (a connection per request cost a connect and
+    a close on every call), with Nagle's algorithm off as on the client side."""
+
+    # Node's HTTP server closes a connection after 5 s idle (keepAliveTimeout): one idle
+    # for longer here is dropped before it can race that close.
+    IDLE_SECONDS = 2.0
+
+    def __init__(self, address: tuple[str, int], timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._idle: list[tuple[float, http.client.HTTPConnection]] = []
+        self._lock = threading.Lock()
+
+    def take(self, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it served a request before."""
+        now = time.monotonic()
+        with self._lock:
+            while self._idle and not fresh:
+                since, connection = self._idle.pop()
+                if now - since < self.IDLE_SECONDS:
+                    return connection, True
+                connection.close()
+        connection = http.client.HTTPConnection(*self.address, timeout=self.timeout)
+        connection.connect()
+        assert connection.sock is not None
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, False
+
+    def give_back(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.append((time.monotonic(), connection))
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, connection in idle:
             connection.close()
 
 
@@ -154,6 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as AWS endpoints do
 
     timeout = loopback.READ_TIMEOUT  # a client that sends nothing frees its thread
+    def setup(self) -> None:
+        super().setup()
+        # The answer goes out as two writes (head, then body): with Nagle's algorithm the
+        # body waits for the ACK of the head, which a client delays by up to 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _relay(self) -> None:
         # A DNS-rebinding page (Host: its own name) or a page of an origin not allowed is
@@ -172,11 +282,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         try:
-            done = self.server.exchange(self.command, self.path, dict(self.headers.items()), body)
+            self.server.exchange(
+                self.command, self.path, dict(self.headers.items()), body, reply=self._reply
+            )
         except OSError as exc:
             self._answer(502, {"Content-Type": "application/json"}, _error(exc))
-            return
-        self._answer(done.status, done.response_headers, done.response_body)
+
+    def _reply(self, done: Exchange) -> None:
+        try:
+            self._answer(done.status, done.response_headers, done.response_body)
+        except OSError:  # the caller went away: the hooks still see what cognito-local did
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = _relay
 
@@ -205,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument("--cognito-db", type=Path, help="cognito-local's data folder (.cognito/db)")
     from livekart_users.local import change_events
 
     change_events.add_arguments(parser)
@@ -213,7 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     # Local CloudTrail: each successful user change becomes a change event for the change
     # function, delivered by the hook (in order, while the write lock is held).
     after = change_events.hooks(args, args.upstream_port)
-    CognitoProxy(args.port, args.upstream_port, after=after).serve_forever()
+    CognitoProxy(
+        args.port, args.upstream_port, after=after, cognito_db=args.cognito_db
+    ).serve_forever()
 
 
 if __name__ == "__main__":

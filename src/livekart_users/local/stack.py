@@ -38,6 +38,9 @@ DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
 CHANGES_FUNCTION = "livekart-users-changes"
 POOL_NAME = "livekart-users-local"
 CLIENT_NAME = "livekart-web"
+# What a real app's client allows: SRP (Amplify's and amazon-cognito-identity-js's default
+# sign-in), the plain password flow (the AWS CLI, boto3, the demo) and refreshing tokens.
+APP_AUTH_FLOWS = ["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
 # In starting order. "cognito" is the stack's Cognito endpoint: the proxy that lets one
 # write at a time through to cognito-local (see cognito_proxy), which listens on a port of
 # its own that only the proxy and the Lambda endpoint use.
@@ -498,6 +501,8 @@ class LocalStack:
             str(port),
             "--upstream-port",
             str(ports["cognito-local"]),
+            "--cognito-db",
+            str(self.cognito_db),
             "--changes-invoke-url",
             f"http://127.0.0.1:{ports['endpoint']}/2015-03-31/functions/"
             f"{self.settings.changes_function}/invocations",
@@ -563,12 +568,15 @@ class LocalStack:
                 Policies={"PasswordPolicy": {"MinimumLength": 8}},
             )["UserPool"]["Id"]
         )
+        client_id = _find_client(cognito, pool_id, CLIENT_NAME)
+        if client_id:
+            _allow_app_flows(cognito, pool_id, client_id)
         client_id = (
-            _find_client(cognito, pool_id, CLIENT_NAME)
+            client_id
             or cognito.create_user_pool_client(
                 UserPoolId=pool_id,
                 ClientName=CLIENT_NAME,
-                ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+                ExplicitAuthFlows=APP_AUTH_FLOWS,
                 WriteAttributes=SELF_SERVICE_ATTRIBUTES,
                 ReadAttributes=[*SELF_SERVICE_ATTRIBUTES, "email_verified"],
             )["UserPoolClient"]["ClientId"]
@@ -601,6 +609,21 @@ def _find_pool(cognito: Any, name: str) -> str | None:
         if pool.get("Name") == name:
             return str(pool["Id"])
     return None
+
+
+def _allow_app_flows(cognito: Any, pool_id: str, client_id: str) -> None:
+    """A stack made before SRP was allowed gets the flows a real app's client has."""
+    client = cognito.describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)
+    flows = client["UserPoolClient"].get("ExplicitAuthFlows") or []
+    if not set(APP_AUTH_FLOWS) <= set(flows):
+        cognito.update_user_pool_client(
+            UserPoolId=pool_id,
+            ClientId=client_id,
+            ClientName=CLIENT_NAME,
+            ExplicitAuthFlows=sorted(set(flows) | set(APP_AUTH_FLOWS)),
+            WriteAttributes=SELF_SERVICE_ATTRIBUTES,
+            ReadAttributes=[*SELF_SERVICE_ATTRIBUTES, "email_verified"],
+        )
 
 
 def _find_client(cognito: Any, pool_id: str, name: str) -> str | None:
