@@ -19,7 +19,7 @@ from botocore.stub import ANY, Stubber
 from livekart_users import aws
 from livekart_users.deploy import executor, models, planner
 from livekart_users.deploy.clients import Clients
-from livekart_users.deploy.planner import Call, Plan, Step
+from livekart_users.deploy.plan import Call, Plan, Step
 
 from .test_deploy import ACCOUNT, CODE, REGION, clients, make_pool, target_for  # noqa: F401
 

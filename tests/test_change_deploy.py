@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from livekart_users import doctor
-from livekart_users.deploy import change_handler, executor, models, planner
+from livekart_users.deploy import destroy, executor, models, planner
 from livekart_users.deploy.clients import Clients
 
 from .conftest import EVENTS
-from .test_deploy import ACCOUNT, REGION, clients, deploy, make_pool, target_for  # noqa: F401
+from .test_deploy import ACCOUNT, CODE, REGION, clients, deploy, make_pool, target_for  # noqa: F401
 
 SAMPLE_POOL = "us-east-1_EXAMPLE01"
 # The sample events name the foreign pool us-east-1_OTHERPOOL.
@@ -46,12 +46,12 @@ def test_deploy_creates_the_rule_permission_and_dead_letter_queue_for_exactly_th
     pool_id = make_pool(clients)
     target = target_for(pool_id)
     deploy(clients, target)
-    names = change_handler.Names(target)
+    names = models.ChangeNames(target)
 
     rule = clients.events.describe_rule(Name=names.rule)
     assert rule["State"] == "ENABLED"
     pattern = json.loads(rule["EventPattern"])
-    assert pattern == change_handler.event_pattern(target)
+    assert pattern == models.event_pattern(target)
     admin_branch, token_branch = pattern["detail"]["$or"]
     assert admin_branch["requestParameters"] == {"userPoolId": [pool_id]}
     assert set(admin_branch["eventName"]) | set(token_branch["eventName"]) == {
@@ -98,9 +98,9 @@ def test_the_new_role_is_least_privilege_and_the_triggers_role_is_unchanged(
 ) -> None:
     target = target_for(make_pool(clients))
     deploy(clients, target)
-    names = change_handler.Names(target)
+    names = models.ChangeNames(target)
     document = clients.iam.get_role_policy(
-        RoleName=names.role, PolicyName=change_handler.POLICY_NAME
+        RoleName=names.role, PolicyName=models.CHANGE_POLICY_NAME
     )["PolicyDocument"]
     granted = {(a, s["Resource"][0]) for s in statements(document) for a in s["Action"]}
     assert granted == {
@@ -121,15 +121,16 @@ def test_the_new_role_is_least_privilege_and_the_triggers_role_is_unchanged(
         "logs:PutLogEvents",
     }
     trust = clients.iam.get_role(RoleName=names.role)["Role"]["AssumeRolePolicyDocument"]
-    assert models.normalise_policy(trust) == models.normalise_policy(models.trust_policy())
+    # The same confused-deputy condition as the trigger's role (one role planner for both).
+    assert models.normalise_policy(trust) == models.normalise_policy(models.trust_policy(ACCOUNT))
 
 
 def test_the_delete_policy_alone_grants_delete_item(clients: Clients) -> None:
     target = target_for(make_pool(clients), erasure_policy="delete")
-    actions = {a for s in change_handler.role_policy(target)["Statement"] for a in s["Action"]}
+    actions = {a for s in models.change_role_policy(target)["Statement"] for a in s["Action"]}
     assert "dynamodb:DeleteItem" in actions
     anonymize = target_for(target.user_pool_id)
-    actions = {a for s in change_handler.role_policy(anonymize)["Statement"] for a in s["Action"]}
+    actions = {a for s in models.change_role_policy(anonymize)["Statement"] for a in s["Action"]}
     assert "dynamodb:DeleteItem" not in actions
 
 
@@ -155,7 +156,7 @@ def test_the_rule_matches_this_pools_successful_calls_only(kind: str, matches: b
     from moto.events.models import EventPattern
 
     pool_id = "us-east-1_LiveKart1"
-    pattern = change_handler.event_pattern(target_for(pool_id))
+    pattern = models.event_pattern(target_for(pool_id))
     matcher = EventPattern(json.dumps(pattern), pattern)
     assert matcher.matches_event(sample(kind, pool_id)) is matches
 
@@ -163,13 +164,13 @@ def test_the_rule_matches_this_pools_successful_calls_only(kind: str, matches: b
 def test_destroy_removes_the_rule_function_role_and_queue(clients: Clients) -> None:
     target = target_for(make_pool(clients))
     deploy(clients, target)
-    names = change_handler.Names(target)
-    executor.apply(planner.plan_destroy(target, clients), clients, sleep=lambda _: None)
+    names = models.ChangeNames(target)
+    executor.apply(destroy.plan_destroy(target, clients), clients, sleep=lambda _: None)
     assert clients.events.list_rules(NamePrefix=names.rule)["Rules"] == []
     assert clients.lambda_.list_functions()["Functions"] == []
     assert [r["RoleName"] for r in clients.iam.list_roles()["Roles"]] == []
     assert clients.sqs.list_queues().get("QueueUrls", []) == []
-    again = planner.plan_destroy(target, clients)
+    again = destroy.plan_destroy(target, clients)
     assert [s for s in again.changes if "changes" in s.resource] == []
 
 
@@ -180,12 +181,16 @@ def test_without_a_trail_deploy_succeeds_and_says_changes_wait_for_sign_in(
     plan = deploy(clients, target)
     [trail] = [s for s in plan.steps if s.resource == "CloudTrail"]
     assert trail.action == "no change"
-    assert trail.reason.startswith("WARNING: no trail logs management write events in us-east-1")
-    assert "aws cloudtrail create-trail" in trail.reason and "start-logging" in trail.reason
-    assert clients.events.describe_rule(Name=change_handler.Names(target).rule)
+    # The warning is data (the CLI prints it), not a prefix in a step's reason.
+    [notice] = plan.notices
+    assert notice.message.startswith("no trail logs management write events in us-east-1")
+    assert "aws cloudtrail create-trail" in notice.fix and "start-logging" in notice.fix
+    assert clients.events.describe_rule(Name=models.ChangeNames(target).rule)
 
     make_trail(clients)
-    [found] = [s for s in planner.plan_deploy(target, clients).steps if s.resource == "CloudTrail"]
+    again = planner.plan_deploy(target, clients, code=CODE)
+    assert again.notices == []
+    [found] = [s for s in again.steps if s.resource == "CloudTrail"]
     assert found.reason == "trail org-trail logs management write events in us-east-1"
 
 
@@ -205,7 +210,7 @@ def test_doctor_warns_about_a_missing_trail_with_its_fix(clients: Clients) -> No
 def test_doctor_fails_a_rule_that_matches_more_than_this_pool(clients: Clients) -> None:
     target = target_for(make_pool(clients))
     deploy(clients, target)
-    names = change_handler.Names(target)
+    names = models.ChangeNames(target)
     clients.events.put_rule(
         Name=names.rule,
         EventPattern=json.dumps({"source": ["aws.cognito-idp"]}),

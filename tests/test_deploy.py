@@ -14,9 +14,10 @@ import pytest
 from moto import mock_aws
 
 from livekart_users import aws
-from livekart_users.deploy import executor, models, planner, pool
+from livekart_users.deploy import destroy, executor, models, planner, pool
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
+from livekart_users.deploy.plan import Plan
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -82,9 +83,7 @@ def target_for(pool_id: str, **changes: Any) -> Target:
     return Target(user_pool_id=pool_id, region=REGION, account=ACCOUNT, **changes)
 
 
-def deploy(
-    clients: Clients, target: Target, *, force: bool = False, code: bytes = CODE
-) -> planner.Plan:
+def deploy(clients: Clients, target: Target, *, force: bool = False, code: bytes = CODE) -> Plan:
     plan = planner.plan_deploy(target, clients, force=force, code=code)
     executor.apply(plan, clients, sleep=lambda _: None)
     return plan
@@ -389,7 +388,7 @@ def test_destroy_restores_the_pool_and_keeps_the_table(clients: Clients) -> None
     ]
     target = target_for(pool_id)
     deploy(clients, target)
-    plan = planner.plan_destroy(target, clients)
+    plan = destroy.plan_destroy(target, clients)
     executor.apply(plan, clients, sleep=lambda _: None)
     assert pool_settings(clients, pool_id) == before
     assert (
@@ -408,7 +407,7 @@ def test_destroy_restores_the_pool_and_keeps_the_table(clients: Clients) -> None
 def test_destroy_leaves_what_is_not_ours(managed_policies: None, clients: Clients) -> None:
     pool_id = make_pool(clients)
     guide_setup(clients, pool_id)  # nothing tagged as ours
-    plan = planner.plan_destroy(target_for(pool_id), clients)
+    plan = destroy.plan_destroy(target_for(pool_id), clients)
     assert plan.changes == []
 
 

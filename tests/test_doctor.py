@@ -123,13 +123,9 @@ def healthy_setup(clients: Clients) -> Target:
 
 def change_events_setup(clients: Clients, target: Target) -> None:
     """The change handler's rule (as deploy makes it) and a trail logging management events."""
-    from livekart_users.deploy import change_handler
-
-    names = change_handler.Names(target)
-    clients.events.put_rule(
-        Name=names.rule, EventPattern=json.dumps(change_handler.event_pattern(target))
-    )
-    clients.events.put_targets(Rule=names.rule, Targets=[change_handler.rule_target(target)])
+    names = models.ChangeNames(target)
+    clients.events.put_rule(Name=names.rule, EventPattern=json.dumps(models.event_pattern(target)))
+    clients.events.put_targets(Rule=names.rule, Targets=[models.rule_target(target)])
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="org-trail-logs")
     clients.cloudtrail.create_trail(Name="org-trail", S3BucketName="org-trail-logs")

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from livekart_users.deploy import executor, models, package, planner
+from livekart_users.deploy import destroy, executor, models, package, planner
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
+from livekart_users.deploy.plan import Plan
 
 from .test_deploy import (  # noqa: F401
     ACCOUNT,
@@ -134,7 +135,7 @@ def look(clients: Clients) -> Clients:
     return Clients.create(REGION)
 
 
-def deploy(clients: Clients, target: Target, code: bytes = CODE) -> planner.Plan:
+def deploy(clients: Clients, target: Target, code: bytes = CODE) -> Plan:
     plan = planner.plan_deploy(target, clients, code=code)
     executor.apply(plan, clients, sleep=lambda _: None)
     return plan
@@ -235,7 +236,7 @@ def test_destroy_detaches_before_it_deletes(watched: tuple[Clients, Watch]) -> N
     deploy(clients, target)
     watch.pools.append(pool_id)
     watch.attach(clients)
-    executor.apply(planner.plan_destroy(target, clients), clients, sleep=lambda _: None)
+    executor.apply(destroy.plan_destroy(target, clients), clients, sleep=lambda _: None)
     assert watch.broken == []
     assert watch.calls.index("UpdateUserPool") < watch.index("DeleteFunction")
     assert watch.calls.index("UpdateUserPool") < watch.index("RemovePermission")
@@ -263,7 +264,7 @@ def test_a_second_pool_shares_the_function_and_the_first_keeps_working(
     assert planner.plan_deploy(target_for(prod), clients, code=CODE).changes == []
     assert planner.plan_deploy(target_for(dev), clients, code=CODE).changes == []
 
-    plan = planner.plan_destroy(target_for(dev), clients)
+    plan = destroy.plan_destroy(target_for(dev), clients)
     executor.apply(plan, clients, sleep=lambda _: None)
     assert watch.broken == []
     # The trigger's function and role serve prod still (dev's own change handler goes).
@@ -318,7 +319,7 @@ def test_destroy_leaves_a_stacks_resources_alone(watched: tuple[Clients, Watch])
     )
     watch.pools.append(pool_id)
     watch.attach(clients)
-    plan = planner.plan_destroy(target, clients, delete_table=True, delete_logs=True)
+    plan = destroy.plan_destroy(target, clients, delete_table=True, delete_logs=True)
     executor.apply(plan, clients, sleep=lambda _: None)
     writes = [c for c in watch.calls if not c.startswith(("Describe", "Get", "List"))]
     # Detached, and nothing of the stack's deleted; the change handler that deploy (not the
@@ -333,7 +334,7 @@ def test_destroy_leaves_a_stacks_resources_alone(watched: tuple[Clients, Watch])
     clients.lambda_.untag_resource(
         Resource=target.function_arn, TagKeys=["aws:cloudformation:stack-name"]
     )
-    plan = planner.plan_destroy(target, clients, delete_table=True)
+    plan = destroy.plan_destroy(target, clients, delete_table=True)
     table = next(s for s in plan.steps if s.resource == f"table {target.table}")
     assert table.action == "no change" and "stack users" in table.reason
 

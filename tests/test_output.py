@@ -105,6 +105,7 @@ PLAN_KEYS = {
     "changes",
     "applied",
     "refused",
+    "notices",  # warnings that change nothing (no trail logs the change events), as data
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from livekart_users import erasure
-from livekart_users.deploy import executor, planner, pool
+from livekart_users.deploy import destroy, executor, planner, pool
 from livekart_users.deploy.clients import Clients
 
 # The moto fixtures and the guide's setup are shared with the deploy tests.
@@ -196,7 +196,7 @@ COMMANDS: dict[str, Callable[[Clients, str], None]] = {
     "doctor": run_doctor,
     "deploy": run_deploy,
     "destroy": lambda c, p: executor.apply(
-        planner.plan_destroy(target_for(p), c, delete_table=True, delete_logs=True), c
+        destroy.plan_destroy(target_for(p), c, delete_table=True, delete_logs=True), c
     ),
     "attach": lambda c, p: pool.attach(
         c.cognito,

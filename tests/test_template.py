@@ -231,6 +231,7 @@ def test_detach_is_the_step_before_delete_stack(built: dict[str, Any]) -> None:
     result = CliRunner().invoke(main, [*command.split()[1:], "--help"])
     assert result.exit_code == 0, result.output
 
+
 # --- the change handler ------------------------------------------------------------------
 
 
@@ -240,11 +241,9 @@ def test_the_change_role_is_the_models_least_privilege_for_each_erasure_policy(
 ) -> None:
     from dataclasses import replace
 
-    from livekart_users.deploy import change_handler
-
     role = properties(built, "ChangeRole", ErasurePolicy=policy)
     [document] = role["Policies"]
-    wanted = change_handler.role_policy(replace(TARGET, erasure_policy=policy))
+    wanted = models.change_role_policy(replace(TARGET, erasure_policy=policy))
     # The queue's ARN is the resource's own attribute in the template.
     for statement in wanted["Statement"]:
         if statement["Sid"] == "DeadLetters":
@@ -258,10 +257,8 @@ def test_the_change_role_is_the_models_least_privilege_for_each_erasure_policy(
 def test_the_change_rule_matches_this_pool_and_only_the_rule_may_invoke(
     built: dict[str, Any],
 ) -> None:
-    from livekart_users.deploy import change_handler
-
     rule = properties(built, "ChangeRule")
-    assert rule["EventPattern"] == change_handler.event_pattern(TARGET)
+    assert rule["EventPattern"] == models.event_pattern(TARGET)
     [target] = rule["Targets"]
     assert target["Arn"] == "<ChangeFunction.Arn>"
     assert target["DeadLetterConfig"] == {"Arn": "<ChangeDeadLetters.Arn>"}

@@ -38,30 +38,21 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from livekart_users import aws, erasure, pool_users, schema
+from livekart_users.contract import CHANGE_DETAIL_TYPE, CHANGE_SOURCE
+from livekart_users.contract import DELETIONS as DELETIONS
+from livekart_users.contract import HANDLED as HANDLED
+from livekart_users.contract import SERVICE as SERVICE
+from livekart_users.contract import USER_POOL_SETTING as USER_POOL_SETTING
 from livekart_users.exceptions import MissingSetting
 from livekart_users.table import DEFAULT_TABLE, UsersTable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-SERVICE = "livekart-users"
-DETAIL_TYPE = "AWS API Call via CloudTrail"
-SOURCE = "aws.cognito-idp"
+# Shared with deploy, which builds the EventBridge rule from them.
+DETAIL_TYPE = CHANGE_DETAIL_TYPE
+SOURCE = CHANGE_SOURCE
 EVENT_SOURCE = "cognito-idp.amazonaws.com"
-
-DELETIONS = frozenset({"AdminDeleteUser", "DeleteUser"})
-UPDATES = frozenset(
-    {
-        "AdminUpdateUserAttributes",
-        "UpdateUserAttributes",
-        "VerifyUserAttribute",
-        "AdminDeleteUserAttributes",
-        "DeleteUserAttributes",
-        "AdminDisableUser",
-        "AdminEnableUser",
-    }
-)
-HANDLED = DELETIONS | UPDATES
 
 # Outcomes besides erasure's own (`erasure.Erased`).
 REFRESHED = "refreshed"
@@ -69,7 +60,6 @@ UNCHANGED = "unchanged"
 DROPPED = "dropped"
 STILL_IN_POOL = "still_in_pool"
 
-USER_POOL_SETTING = "USER_POOL_ID"
 # A refresh that lost a race to another write reads the row again: a few times at most.
 REFRESH_ATTEMPTS = 3
 _SUB = re.compile(r"^[A-Za-z0-9-]{1,128}$")

@@ -42,7 +42,7 @@ from livekart_users.table import EMAIL_INDEX
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from livekart_users.deploy.planner import Plan
+    from livekart_users.deploy.plan import Plan
     from livekart_users.local.stack import LocalStack
 
 T = TypeVar("T")
@@ -1031,27 +1031,23 @@ NO_CLOUDTRAIL = (
 @check("changes.trail", local=NO_CLOUDTRAIL)
 def change_events_trail(ctx: Context) -> Verdict:
     """EventBridge sees Cognito's calls only through a trail logging management writes."""
-    from livekart_users.deploy import change_handler
+    from livekart_users.deploy.trail import find_trail, trail_fix
 
     region = ctx.target.region
-    trail = ctx.reads.get(
-        ("trail", region), lambda: change_handler.find_trail(ctx.clients.cloudtrail, region)
-    )
+    trail = ctx.reads.get(("trail", region), lambda: find_trail(ctx.clients.cloudtrail, region))
     if trail.found:
         return passed(f"trail {trail.name} logs management write events in {region}")
     return warned(
         f"no CloudTrail trail logs management write events in {region}: deletions, attribute "
         "changes and enable/disable reach the table only at the next sign-in or reconcile",
-        change_handler.trail_fix(region),
+        trail_fix(region),
     )
 
 
 @check("changes.rule", local=NO_CLOUDTRAIL)
 def change_events_rule(ctx: Context) -> Verdict:
     """The rule that sends this pool's user changes to the change handler."""
-    from livekart_users.deploy import change_handler
-
-    names = change_handler.Names(ctx.target)
+    names = models.ChangeNames(ctx.target)
     rule = aws.unless_missing(lambda: ctx.clients.events.describe_rule(Name=names.rule))
     if rule is None:
         return failed(
@@ -1059,7 +1055,7 @@ def change_events_rule(ctx: Context) -> Verdict:
             "the table without a sign-in",
             ctx.deploy,
         )
-    if json.loads(rule.get("EventPattern") or "{}") != change_handler.event_pattern(ctx.target):
+    if json.loads(rule.get("EventPattern") or "{}") != models.event_pattern(ctx.target):
         return failed(f"rule {names.rule} does not match exactly this pool's calls", ctx.deploy)
     if rule.get("State") != "ENABLED":
         return failed(f"rule {names.rule} is disabled", ctx.deploy)
@@ -1233,9 +1229,11 @@ def fix_target(target: Target, clients: Clients, reads: Reads | None = None) -> 
 def plan_fixes(target: Target, clients: Clients, reads: Reads | None = None) -> Plan:
     """What deploy would change (it never replaces another function's trigger: those slots
     are in `plan.refused`, for `deploy --force`)."""
+    from livekart_users.deploy.package import build_zip
     from livekart_users.deploy.planner import plan_deploy
 
-    return plan_deploy(fix_target(target, clients, reads), clients, force=False)
+    fixed = fix_target(target, clients, reads)
+    return plan_deploy(fixed, clients, code=build_zip(fixed.architecture).data, force=False)
 
 
 def apply_fixes(plan: Plan, clients: Clients, report: Callable[[Any], None]) -> None:

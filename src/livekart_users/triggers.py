@@ -49,14 +49,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from livekart_users import aws, schema
+from livekart_users.contract import FUNCTION_DIMENSION as FUNCTION_DIMENSION
+from livekart_users.contract import METRICS_NAMESPACE as METRICS_NAMESPACE
+from livekart_users.contract import SERVICE as SERVICE
+from livekart_users.contract import WRITE_FAILED_METRIC, WRITE_UNKNOWN_METRIC
 from livekart_users.exceptions import InvalidExtraFields, InvalidRecord
 from livekart_users.table import DEFAULT_TABLE, Outcome, UsersTable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-SERVICE = "livekart-users"
-METRICS_NAMESPACE = "LiveKartUsers"
 # The handler returns within this (from the container's start, on a cold start).
 BUDGET_SECONDS = 2.5
 # Kept back from the function's own remaining time, for logging and the reply to Cognito.
@@ -83,11 +85,9 @@ METRIC_NAMES = {
     Outcome.CREATED: "UserCreated",
     Outcome.ALREADY_EXISTS: "UserAlreadyExisted",
     Outcome.REFRESHED: "UserRefreshed",
-    FAILED: "UserWriteFailed",
-    UNKNOWN: "UserWriteUnknown",
+    FAILED: WRITE_FAILED_METRIC,
+    UNKNOWN: WRITE_UNKNOWN_METRIC,
 }
-# The dimension that tells two deployments' metrics apart (Lambda sets the variable).
-FUNCTION_DIMENSION = "function_name"
 LOCAL_FUNCTION = "local"
 
 logger = Logger(service=SERVICE)

@@ -21,9 +21,11 @@ from livekart_users.cli.common import (
     table_option,
     user_pool_option,
 )
-from livekart_users.deploy import executor, models, planner, pool
+from livekart_users.deploy import executor, models, package, planner, pool
 from livekart_users.deploy.clients import Clients
+from livekart_users.deploy.destroy import plan_destroy
 from livekart_users.deploy.models import Target
+from livekart_users.deploy.plan import Plan, Step
 
 
 def target_options(command: F) -> F:
@@ -130,17 +132,17 @@ def deploy(
     clients = _clients(region, user_pool_id)
     target = _target(clients, user_pool_id, **options)
     with _reading(as_json):
-        plan = planner.plan_deploy(target, clients, force=force)
+        code = package.build_zip(target.architecture).data
+        plan = planner.plan_deploy(target, clients, code=code, force=force)
     _run(plan, clients, dry_run, "deploy", as_json)
-    if as_json:  # warnings and refusals are in the JSON's steps and refused
+    if as_json:  # warnings and refusals are in the JSON's notices and refused
         if plan.refused:
             sys.exit(1)
         return
-    for step in plan.steps:
-        if step.reason.startswith("WARNING: "):
-            console.print(
-                f"[yellow]{step.resource}:[/yellow] {step.reason.removeprefix('WARNING: ')}"
-            )
+    for notice in plan.notices:
+        console.print(f"[yellow]warning: {notice.resource}:[/yellow] {notice.message}")
+        if notice.fix:
+            console.print(f"  fix: {notice.fix}")
     if plan.refused:
         # Everything else was done; the plan was not carried out in full, so exit non-zero.
         for slot, arn in sorted(plan.refused.items()):
@@ -187,9 +189,7 @@ def destroy(
         if typed != target.table:
             raise click.ClickException("the name did not match: nothing was changed")
     with _reading(as_json):
-        plan = planner.plan_destroy(
-            target, clients, delete_table=delete_table, delete_logs=delete_logs
-        )
+        plan = plan_destroy(target, clients, delete_table=delete_table, delete_logs=delete_logs)
     _run(plan, clients, dry_run, "destroy", as_json)
 
 
@@ -276,7 +276,7 @@ def detach(user_pool_id: str, function_name: str | None, region: str | None, as_
     )
 
 
-def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str, as_json: bool) -> None:
+def _run(plan: Plan, clients: Clients, dry_run: bool, verb: str, as_json: bool) -> None:
     if as_json:
         _run_quietly(plan, clients, dry_run, verb)
         return
@@ -296,12 +296,12 @@ def _run(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str, as_json
     console.print(f"{verb}: {len(plan.changes)} change(s) made")
 
 
-def _run_quietly(plan: planner.Plan, clients: Clients, dry_run: bool, verb: str) -> None:
+def _run_quietly(plan: Plan, clients: Clients, dry_run: bool, verb: str) -> None:
     """`_run` for scripts: one JSON object on stdout, also when a step fails (then exit 1)."""
     if dry_run or not plan.changes:
         click.echo(render.plan_json(plan, command=verb, dry_run=dry_run))
         return
-    done: list[planner.Step] = []
+    done: list[Step] = []
     try:
         executor.apply(plan, clients, report=done.append)
     except Exception as exc:

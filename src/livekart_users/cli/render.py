@@ -190,9 +190,7 @@ def print_exposed(
         )
 
 
-def attach_json(
-    target: Any, arn: str, changed: Sequence[str], refused: Mapping[str, str]
-) -> str:
+def attach_json(target: Any, arn: str, changed: Sequence[str], refused: Mapping[str, str]) -> str:
     """`attach --json`: which trigger slots now point at the function, which were refused."""
     return to_json(
         {
@@ -300,6 +298,9 @@ def plan_json(
             "changes": len(plan.changes),
             "applied": [step(s) for s in applied],
             "refused": dict(plan.refused),
+            "notices": [
+                {"resource": n.resource, "message": n.message, "fix": n.fix} for n in plan.notices
+            ],
         }
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 from livekart_users import aws
 from livekart_users.deploy import models, pool
 from livekart_users.deploy.clients import Clients
-from livekart_users.deploy.planner import Call, Plan, Step
+from livekart_users.deploy.plan import Call, Plan, Step
 from livekart_users.exceptions import LivekartUsersError
 
 ROLE_PROPAGATION_SECONDS = 60.0

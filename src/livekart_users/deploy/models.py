@@ -1,27 +1,29 @@
-"""What should exist on AWS for the trigger: plain data, no I/O.
+"""What should exist on AWS: plain data, no I/O, for every resource deploy manages.
 
-The planner compares these with what it reads; the CloudFormation template and `doctor` use
-the same definitions, so there is one statement of least privilege.
+- the sign-up trigger: its table, role, function, invoke permission, log group and alarm;
+- the change handler (deletions, attribute edits and enable/disable reach the table without a
+  sign-in, see `livekart_users.changes`): its own role and function, an EventBridge rule on
+  this pool's CloudTrail events, a dead-letter queue, its invoke permission and an alarm on
+  the events it drops.
+
+Each function and each role is described the same way (`FunctionModel`, `RoleModel`) so one
+planner handles both. The planner compares these with what it reads; the CloudFormation
+template and `doctor` use the same definitions, so there is one statement of least privilege.
+Nothing here imports a Lambda entry module: the names both sides share are in `contract`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from livekart_users import schema
+from livekart_users import contract, erasure, schema
+from livekart_users.contract import FUNCTION_DIMENSION, METRICS_NAMESPACE, SERVICE
 from livekart_users.table import DEFAULT_TABLE, EMAIL_INDEX
-from livekart_users.triggers import (
-    FAILED,
-    FUNCTION_DIMENSION,
-    METRIC_NAMES,
-    METRICS_NAMESPACE,
-    SERVICE,
-    UNKNOWN,
-)
 
 DEFAULT_FUNCTION = "livekart-post-confirmation-trigger"
 DEFAULT_ROLE = "livekart-cognito-trigger-role"
@@ -31,7 +33,7 @@ PERMISSION_ID = "livekart-users-cognito-invoke"
 # publishes it as a version once it is complete, then moves the alias in one call, so Cognito
 # never invokes half-updated code (see docs/deploy.md, "No downtime").
 ALIAS = "live"
-HANDLER = "livekart_users.triggers.handler"
+HANDLER = contract.TRIGGER_HANDLER
 RUNTIME = "python3.13"
 DEFAULT_ARCHITECTURE = "arm64"
 # Cognito gives a trigger 5 s including the cold start; the handler's own deadline is 2.5 s.
@@ -54,8 +56,8 @@ OWNER_TAG = ("managed-by", "livekart-users")
 STACK_TAG = "livekart-users:stack"
 # The alarm counts writes that certainly did not land (refused, or never sent); writes whose
 # answer never came (UNKNOWN_METRIC) may have landed and are reported beside it, not alarmed.
-FAILED_METRIC = METRIC_NAMES[FAILED]
-UNKNOWN_METRIC = METRIC_NAMES[UNKNOWN]
+FAILED_METRIC = contract.WRITE_FAILED_METRIC
+UNKNOWN_METRIC = contract.WRITE_UNKNOWN_METRIC
 NAMESPACE = METRICS_NAMESPACE
 TRIGGER_SLOTS = ("PostConfirmation", "PostAuthentication")
 # Lambda refuses these in a function's environment (the original guide set AWS_REGION).
@@ -279,6 +281,267 @@ def table_spec(target: Target) -> dict[str, Any]:
         ],
         "DeletionProtectionEnabled": True,
         "Tags": [{"Key": OWNER_TAG[0], "Value": OWNER_TAG[1]}],
+    }
+
+
+# --- each function and each role, described alike (one planner for both) ------------------
+
+
+@dataclass(frozen=True)
+class RoleModel:
+    """A function's execution role: trusts Lambda for this account only, one inline policy."""
+
+    name: str
+    policy_name: str
+    policy: dict[str, Any]
+    description: str
+    summary: str  # what the policy allows, for the plan
+
+
+@dataclass(frozen=True)
+class FunctionModel:
+    """A function's desired `$LATEST`: settings compared one by one, and its code."""
+
+    name: str
+    arn: str
+    settings: dict[str, Any]  # as CreateFunction takes them, code aside
+    description: str
+    summary: str
+    log_group: str
+
+
+def trigger_role(target: Target) -> RoleModel:
+    return RoleModel(
+        name=target.role,
+        policy_name=POLICY_NAME,
+        policy=role_policy(target),
+        description="livekart-users Cognito trigger",
+        summary=f"PutItem/UpdateItem on {target.table}, own log streams",
+    )
+
+
+def trigger_function(target: Target) -> FunctionModel:
+    return FunctionModel(
+        name=target.function,
+        arn=target.function_arn,
+        settings=function_settings(target),
+        description="livekart-users: Cognito → DynamoDB users table",
+        summary=f"{RUNTIME}, {target.architecture}, {TIMEOUT_SECONDS} s, {target.memory_mb} MB",
+        log_group=target.log_group,
+    )
+
+
+# --- the change handler -------------------------------------------------------------------
+
+CHANGE_HANDLER = contract.CHANGE_HANDLER
+# Asynchronous, no one waiting: room for a few patient Cognito and DynamoDB calls.
+CHANGE_TIMEOUT_SECONDS = 60
+CHANGE_MEMORY_MB = 256
+QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
+CHANGE_POLICY_NAME = "livekart-users-changes"
+CHANGE_PERMISSION_ID = "livekart-users-events-invoke"
+CHANGE_TARGET_ID = "livekart-users-change-handler"
+# EventBridge retries a failed delivery to Lambda for up to 24 h by default; say so.
+TARGET_RETRY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+CHANGE_STEM = "livekart-users-changes"
+
+
+@dataclass(frozen=True)
+class ChangeNames:
+    """The change handler's resources for one target: each name carries the pool id, so two
+    pools of one account and region never share one."""
+
+    target: Target
+    prefix: str = CHANGE_STEM
+
+    @property
+    def stem(self) -> str:
+        # Lambda and IAM names stop at 64 characters: a pool id too long for that (real ones
+        # are about 20) is replaced by a digest of it.
+        pool = self.target.user_pool_id
+        if len(pool) > 32:
+            pool = hashlib.blake2b(pool.encode(), digest_size=8).hexdigest()
+        return f"{self.prefix}-{pool}"
+
+    @property
+    def function(self) -> str:
+        return self.stem
+
+    @property
+    def role(self) -> str:
+        return f"{self.stem}-role"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.stem}-dlq"
+
+    @property
+    def rule(self) -> str:
+        return self.stem
+
+    def _arn(self, service: str, resource: str) -> str:
+        t = self.target
+        return f"arn:{t.partition}:{service}:{t.region}:{t.account}:{resource}"
+
+    @property
+    def function_arn(self) -> str:
+        return self._arn("lambda", f"function:{self.function}")
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:{self.target.partition}:iam::{self.target.account}:role/{self.role}"
+
+    @property
+    def queue_arn(self) -> str:
+        return self._arn("sqs", self.queue)
+
+    @property
+    def rule_arn(self) -> str:
+        return self._arn("events", f"rule/{self.rule}")
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.function}"
+
+    @property
+    def log_group_arn(self) -> str:
+        return self._arn("logs", f"log-group:{self.log_group}")
+
+
+def event_pattern(target: Target) -> dict[str, Any]:
+    """Exactly the calls the handler handles, that succeeded, of this pool where one is named."""
+    admin = sorted(contract.HANDLED - contract.TOKEN_CALLS)
+    return {
+        "source": [contract.CHANGE_SOURCE],
+        "detail-type": [contract.CHANGE_DETAIL_TYPE],
+        "detail": {
+            "eventSource": ["cognito-idp.amazonaws.com"],
+            "errorCode": [{"exists": False}],
+            "$or": [
+                {"eventName": admin, "requestParameters": {"userPoolId": [target.user_pool_id]}},
+                {"eventName": sorted(contract.TOKEN_CALLS)},
+            ],
+        },
+    }
+
+
+def change_role_policy(target: Target) -> dict[str, Any]:
+    """Exactly what the change handler does, on this pool and this table only."""
+    names = ChangeNames(target)
+    writes = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    if erasure.parse_policy(target.erasure_policy) is erasure.Policy.DELETE:
+        writes.append("dynamodb:DeleteItem")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadPoolUsers",
+                "Effect": "Allow",
+                "Action": ["cognito-idp:ListUsers", "cognito-idp:AdminGetUser"],
+                "Resource": target.pool_arn,
+            },
+            {
+                "Sid": "WriteUserRecords",
+                "Effect": "Allow",
+                "Action": writes,
+                "Resource": target.table_arn,
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{names.log_group_arn}:log-stream:*",
+            },
+            {
+                "Sid": "DeadLetters",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": names.queue_arn,
+            },
+        ],
+    }
+
+
+def queue_policy(target: Target) -> dict[str, Any]:
+    """EventBridge may put the rule's undeliverable events in the queue; nothing else may."""
+    names = ChangeNames(target)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RuleDeadLetters",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": names.queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": names.rule_arn}},
+            }
+        ],
+    }
+
+
+def change_function_settings(target: Target) -> dict[str, Any]:
+    names = ChangeNames(target)
+    return {
+        "Runtime": RUNTIME,
+        "Handler": CHANGE_HANDLER,
+        "Role": names.role_arn,
+        "Timeout": CHANGE_TIMEOUT_SECONDS,
+        "MemorySize": CHANGE_MEMORY_MB,
+        "Architectures": [target.architecture],
+        "Environment": {
+            "Variables": {
+                "USERS_TABLE": target.table,
+                contract.USER_POOL_SETTING: target.user_pool_id,
+                erasure.ENVIRONMENT_VARIABLE: str(erasure.parse_policy(target.erasure_policy)),
+                "POWERTOOLS_SERVICE_NAME": SERVICE,
+            }
+        },
+        "DeadLetterConfig": {"TargetArn": names.queue_arn},
+    }
+
+
+def change_role(target: Target) -> RoleModel:
+    names = ChangeNames(target)
+    return RoleModel(
+        name=names.role,
+        policy_name=CHANGE_POLICY_NAME,
+        policy=change_role_policy(target),
+        description="livekart-users change handler",
+        summary="reads this pool's users, updates this table's rows, own logs, its DLQ",
+    )
+
+
+def change_function(target: Target) -> FunctionModel:
+    names = ChangeNames(target)
+    return FunctionModel(
+        name=names.function,
+        arn=names.function_arn,
+        settings=change_function_settings(target),
+        description="livekart-users: pool changes (CloudTrail via EventBridge) → table",
+        summary=f"{CHANGE_HANDLER}, {CHANGE_TIMEOUT_SECONDS} s, erasure policy "
+        f"{erasure.parse_policy(target.erasure_policy)}",
+        log_group=names.log_group,
+    )
+
+
+def rule_target(target: Target) -> dict[str, Any]:
+    names = ChangeNames(target)
+    return {
+        "Id": CHANGE_TARGET_ID,
+        "Arn": names.function_arn,
+        "RetryPolicy": TARGET_RETRY,
+        "DeadLetterConfig": {"Arn": names.queue_arn},
+    }
+
+
+def change_invoke_permission(target: Target) -> dict[str, Any]:
+    names = ChangeNames(target)
+    return {
+        "StatementId": CHANGE_PERMISSION_ID,
+        "Action": "lambda:InvokeFunction",
+        "Principal": "events.amazonaws.com",
+        "SourceArn": names.rule_arn,
     }
 
 

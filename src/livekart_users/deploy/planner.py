@@ -1,8 +1,13 @@
 """Reads what exists (read-only calls only) and returns the steps that make it what should be.
 
 Each step names a resource, an action (create / update / delete / no change) and the reason,
-and carries the exact API calls the executor will make. A dry run prints the steps; `apply`
-hands the same plan to the executor. `plan_destroy` is "deploy nothing": remove what is ours.
+and carries the exact API calls the executor will make (`deploy.plan`). A dry run prints the
+steps; `apply` hands the same plan to the executor. Destroying is planned in `deploy.destroy`.
+
+One planner per kind of resource, used for every resource of that kind: `_plan_role` for the
+trigger's role and the change handler's, `_plan_function` for both functions' `$LATEST`, the
+log group planner for both log groups. So trust repair, extra-policy removal, tag adoption and
+the order of configuration and code apply to every one of them.
 
 The order of the steps is what keeps a live pool working (docs/deploy.md, "No downtime"): the
 pool names the function's alias `live`; `$LATEST` changes, is published, then the alias moves
@@ -15,18 +20,30 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from livekart_users import aws, erasure
-from livekart_users.deploy import models, pool
+from livekart_users import aws, contract, erasure
+from livekart_users.deploy import models, pool, trail
 from livekart_users.deploy.clients import Clients
-from livekart_users.deploy.models import OWNER_TAG, Target
+from livekart_users.deploy.models import OWNER_TAG, FunctionModel, RoleModel, Target
+from livekart_users.deploy.package import code_sha256_b64
+from livekart_users.deploy.plan import (
+    CREATE,
+    DELETE,
+    NO_CHANGE,
+    UPDATE,
+    Call,
+    Notice,
+    Plan,
+    Step,
+    tag_list,
+    tag_map,
+    tagged,
+)
 from livekart_users.exceptions import LivekartUsersError
 from livekart_users.table import EMAIL_INDEX
-
-CREATE, UPDATE, DELETE, NO_CHANGE = "create", "update", "delete", "no change"
 
 
 class TableKeyMismatch(LivekartUsersError):
@@ -37,53 +54,6 @@ class TableKeyMismatch(LivekartUsersError):
         )
 
 
-@dataclass(frozen=True)
-class Call:
-    """One API call: `service` is a Clients attribute (or "pool" for the trigger attach)."""
-
-    service: str
-    operation: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Step:
-    resource: str
-    action: str
-    reason: str
-    calls: tuple[Call, ...] = ()
-
-
-@dataclass
-class Plan:
-    target: Target
-    steps: list[Step]
-    refused: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def changes(self) -> list[Step]:
-        return [s for s in self.steps if s.action != NO_CHANGE]
-
-
-def _tagged(tags: Mapping[str, str] | None) -> bool:
-    return (tags or {}).get(OWNER_TAG[0]) == OWNER_TAG[1]
-
-
-def _tag_map(tags: list[dict[str, str]] | None) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in tags or []}
-
-
-def _stack_of(tags: Mapping[str, str] | None) -> str | None:
-    """The CloudFormation stack that owns a resource (CloudFormation tags what it creates
-    `aws:cloudformation:stack-name`; our template adds `STACK_TAG`, which IAM roles keep too)."""
-    tags = tags or {}
-    return tags.get("aws:cloudformation:stack-name") or tags.get(models.STACK_TAG)
-
-
-def _tag_list() -> list[dict[str, str]]:
-    return [{"Key": OWNER_TAG[0], "Value": OWNER_TAG[1]}]
-
-
 def _differences(actual: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {actual.get(k)!r} → {v!r}" for k, v in desired.items() if actual.get(k) != v]
 
@@ -91,38 +61,33 @@ def _differences(actual: Mapping[str, Any], desired: Mapping[str, Any]) -> list[
 # --- deploy ---------------------------------------------------------------------------------
 
 
-def plan_deploy(
-    target: Target, clients: Clients, *, force: bool = False, code: bytes | None = None
-) -> Plan:
-    """Every step that makes the account match `target`; reads only.
+def plan_deploy(target: Target, clients: Clients, *, code: bytes, force: bool = False) -> Plan:
+    """Every step that makes the account match `target`; reads only. `code` is the zip both
+    functions run (`package.build_zip`): building it is packaging's work, not the planner's.
 
     The order is what keeps a live pool working: the function is complete (code, settings,
     published version, invoke permission) before the pool names it, and a statement or a
     version the pool may still use is removed only after the pool has moved off it.
     """
-    if code is None:
-        from livekart_users.deploy import package
-
-        code = package.build_zip(target.architecture).data
-    from livekart_users.deploy import change_handler
-
     models.environment(target)  # validates the extra-fields setting before anything else
     erasure.parse_policy(target.erasure_policy)  # and the erasure policy
     settings = pool.describe(clients.cognito, target.user_pool_id)
     bare = cognito_statements(clients, target)
-    function_steps, moved = _function_steps(target, clients, code, settings, force)
+    function_steps, moved = _trigger_function_steps(target, clients, code, settings, force)
     steps = [
         *_table_steps(target, clients),
         *log_group_steps(clients, target.log_group, target.log_retention_days),
-        *_role_steps(target, clients),
+        *_plan_role(models.trigger_role(target), target, clients),
         *function_steps,
         *_alarm_steps(target, clients),
-        *change_handler.plan_steps(target, clients, code),
+        *_change_handler_steps(target, clients, code),
     ]
+    trail_step, notices = _trail(target, clients)
+    steps.append(trail_step)
     trigger_step, refused = _trigger_step(target, clients, settings, force, moved)
     steps.append(trigger_step)
     steps += _bare_permission_cleanup(target, bare)
-    return Plan(target, steps, refused)
+    return Plan(target, steps, refused, notices)
 
 
 def _enable_point_in_time_recovery(target: Target) -> Call:
@@ -227,8 +192,8 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
                 (_enable_point_in_time_recovery(target),),
             )
         )
-    tags = _table_tags(clients, table)
-    if not _tagged(_tag_map(tags)):
+    tags = table_tags(clients, table)
+    if not tagged(tag_map(tags)):
         steps.append(
             Step(
                 name,
@@ -238,7 +203,7 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
                     Call(
                         "dynamodb",
                         "tag_resource",
-                        {"ResourceArn": table["TableArn"], "Tags": _tag_list()},
+                        {"ResourceArn": table["TableArn"], "Tags": tag_list()},
                     ),
                 ),
             )
@@ -246,7 +211,7 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
     return steps or [Step(name, NO_CHANGE, "key, index, billing and protection as they should be")]
 
 
-def _table_tags(clients: Clients, table: Mapping[str, Any]) -> list[dict[str, str]]:
+def table_tags(clients: Clients, table: Mapping[str, Any]) -> list[dict[str, str]]:
     answer = clients.dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])
     return list(answer.get("Tags", []))
 
@@ -271,124 +236,90 @@ def log_group_steps(clients: Clients, log_group: str, retention_days: int) -> li
     return [Step(name, NO_CHANGE, f"retention {retention_days} days")]
 
 
-def _role_steps(target: Target, clients: Clients) -> list[Step]:
-    name = f"role {target.role}"
-    policy = json.dumps(models.role_policy(target))
-    found = aws.unless_missing(lambda: clients.iam.get_role(RoleName=target.role))
+def _plan_role(role: RoleModel, target: Target, clients: Clients) -> list[Step]:
+    """A function's role: trusts Lambda for this account only (trust repaired where it does
+    not), exactly one inline policy (others and managed ones removed), tagged as ours."""
+    name = f"role {role.name}"
+    policy = json.dumps(role.policy)
+    put = Call(
+        "iam",
+        "put_role_policy",
+        {"RoleName": role.name, "PolicyName": role.policy_name, "PolicyDocument": policy},
+    )
+    found = aws.unless_missing(lambda: clients.iam.get_role(RoleName=role.name))
     if found is None:
+        create = {
+            "RoleName": role.name,
+            "AssumeRolePolicyDocument": json.dumps(models.trust_policy(target.account)),
+            "Description": role.description,
+            "Tags": tag_list(),
+        }
         return [
             Step(
                 name,
                 CREATE,
-                "trusts Lambda only; may PutItem/UpdateItem this table and write its own logs",
+                f"trusts Lambda only, for account {target.account}; {role.summary}",
                 (
-                    Call(
-                        "iam",
-                        "create_role",
-                        {
-                            "RoleName": target.role,
-                            "AssumeRolePolicyDocument": json.dumps(
-                                models.trust_policy(target.account)
-                            ),
-                            "Description": "livekart-users Cognito trigger",
-                            "Tags": _tag_list(),
-                        },
-                    ),
-                    Call(
-                        "iam",
-                        "put_role_policy",
-                        {
-                            "RoleName": target.role,
-                            "PolicyName": models.POLICY_NAME,
-                            "PolicyDocument": policy,
-                        },
-                    ),
-                    Call("iam", "wait_role", {"RoleName": target.role}),
+                    Call("iam", "create_role", create),
+                    put,
+                    Call("iam", "wait_role", {"RoleName": role.name}),
                 ),
             )
         ]
-    role = found["Role"]
+    found_role = found["Role"]
     steps: list[Step] = []
-    trust = trust_update(role["AssumeRolePolicyDocument"], target.account)
+    trust = trust_update(found_role["AssumeRolePolicyDocument"], target.account)
     if trust is not None:
+        update = {"RoleName": role.name, "PolicyDocument": json.dumps(trust)}
         steps.append(
             Step(
                 name,
                 UPDATE,
                 "trust policy → lambda.amazonaws.com only, for account "
                 f"{target.account} (conditions and Deny statements already there are kept)",
-                (
-                    Call(
-                        "iam",
-                        "update_assume_role_policy",
-                        {"RoleName": target.role, "PolicyDocument": json.dumps(trust)},
-                    ),
-                ),
+                (Call("iam", "update_assume_role_policy", update),),
             )
         )
-    inline = clients.iam.list_role_policies(RoleName=target.role)["PolicyNames"]
+    inline = clients.iam.list_role_policies(RoleName=role.name)["PolicyNames"]
     current = None
-    if models.POLICY_NAME in inline:
-        current = clients.iam.get_role_policy(RoleName=target.role, PolicyName=models.POLICY_NAME)[
+    if role.policy_name in inline:
+        current = clients.iam.get_role_policy(RoleName=role.name, PolicyName=role.policy_name)[
             "PolicyDocument"
         ]
     if current is None or models.normalise_policy(current) != models.normalise_policy(policy):
+        action = CREATE if current is None else UPDATE
         steps.append(
-            Step(
-                name,
-                CREATE if current is None else UPDATE,
-                f"inline policy {models.POLICY_NAME}: PutItem/UpdateItem on "
-                f"{target.table}, own log streams",
-                (
-                    Call(
-                        "iam",
-                        "put_role_policy",
-                        {
-                            "RoleName": target.role,
-                            "PolicyName": models.POLICY_NAME,
-                            "PolicyDocument": policy,
-                        },
-                    ),
-                ),
-            )
+            Step(name, action, f"inline policy {role.policy_name}: {role.summary}", (put,))
         )
-    for other in sorted(set(inline) - {models.POLICY_NAME}):
+    for other in sorted(set(inline) - {role.policy_name}):
+        delete = {"RoleName": role.name, "PolicyName": other}
         steps.append(
             Step(
                 name,
                 DELETE,
-                f"inline policy {other}: broader than the trigger needs",
-                (
-                    Call(
-                        "iam", "delete_role_policy", {"RoleName": target.role, "PolicyName": other}
-                    ),
-                ),
+                f"inline policy {other}: broader than the function needs",
+                (Call("iam", "delete_role_policy", delete),),
             )
         )
-    attached = clients.iam.list_attached_role_policies(RoleName=target.role)["AttachedPolicies"]
+    attached = clients.iam.list_attached_role_policies(RoleName=role.name)["AttachedPolicies"]
     for managed in attached:
+        detach = {"RoleName": role.name, "PolicyArn": managed["PolicyArn"]}
         steps.append(
             Step(
                 name,
                 DELETE,
                 f"managed policy {managed['PolicyName']}: grants more "
                 "than the function's own log group",
-                (
-                    Call(
-                        "iam",
-                        "detach_role_policy",
-                        {"RoleName": target.role, "PolicyArn": managed["PolicyArn"]},
-                    ),
-                ),
+                (Call("iam", "detach_role_policy", detach),),
             )
         )
-    if not _tagged({t["Key"]: t["Value"] for t in role.get("Tags", [])}):
+    if not tagged(tag_map(found_role.get("Tags"))):
         steps.append(
             Step(
                 name,
                 UPDATE,
                 f"adopt: tag {OWNER_TAG[0]}={OWNER_TAG[1]}",
-                (Call("iam", "tag_role", {"RoleName": target.role, "Tags": _tag_list()}),),
+                (Call("iam", "tag_role", {"RoleName": role.name, "Tags": tag_list()}),),
             )
         )
     return steps or [Step(name, NO_CHANGE, "trust and policy as they should be")]
@@ -485,7 +416,7 @@ class FunctionState:
         return cls(latest, alias, live)
 
 
-def _pool_of(statement: Mapping[str, Any]) -> str | None:
+def pool_of(statement: Mapping[str, Any]) -> str | None:
     """The pool id a Cognito statement names ("*" when it names none or a wildcard)."""
     sources = [
         v
@@ -533,10 +464,11 @@ def permission_is_exact(statement: Mapping[str, Any], target: Target) -> bool:
 
 
 def _code_differences(
-    config: Mapping[str, Any], target: Target, sha: str
+    config: Mapping[str, Any], fn: FunctionModel, sha: str
 ) -> tuple[list[str], list[str]]:
-    """What differs in a function configuration: (code, settings)."""
-    wanted = models.function_settings(target)
+    """What differs in a function configuration: (code, settings). The architecture goes
+    with the code: UpdateFunctionCode is the call that changes it."""
+    wanted = fn.settings
     code: list[str] = []
     if config.get("CodeSha256") != sha:
         code.append(f"code {config.get('CodeSha256')} → {sha}")
@@ -546,8 +478,94 @@ def _code_differences(
         **config,
         "Environment": {"Variables": (config.get("Environment") or {}).get("Variables", {})},
     }
-    settings = {k: v for k, v in wanted.items() if k != "Architectures"}
+    # moto's GetFunction leaves DeadLetterConfig out even when set (AWS returns it): compared
+    # only where the answer has it, so a function we created is not "updated" at every run.
+    settings = {
+        k: v
+        for k, v in wanted.items()
+        if k != "Architectures" and (k != "DeadLetterConfig" or k in actual)
+    }
     return code, _differences(actual, settings)
+
+
+def _configuration(fn: FunctionModel) -> dict[str, Any]:
+    """UpdateFunctionConfiguration's parameters (the architecture is set with the code)."""
+    return {
+        "FunctionName": fn.name,
+        **{k: v for k, v in fn.settings.items() if k != "Architectures"},
+    }
+
+
+def _plan_function(
+    fn: FunctionModel, latest: Mapping[str, Any] | None, code: bytes, sha: str
+) -> list[Step]:
+    """A function's `$LATEST`: created, or its code, configuration and tag brought in line.
+    Empty when nothing differs. Who may invoke it and what the pool names is the caller's."""
+    name = f"function {fn.name}"
+    # After CreateFunction the function is Pending until Active; after an update, its
+    # LastUpdateStatus is InProgress until Successful (Lambda's function_*_v2 waiters).
+    wait = Call("lambda_", "wait_function_updated", {"FunctionName": fn.name})
+    if latest is None:
+        create = {
+            "FunctionName": fn.name,
+            **fn.settings,
+            "Code": {"ZipFile": code},
+            "PackageType": "Zip",
+            "Description": fn.description,
+            "Tags": dict([OWNER_TAG]),
+        }
+        return [
+            Step(
+                name,
+                CREATE,
+                f"{fn.summary}, {len(code):,} byte zip",
+                (
+                    Call("lambda_", "create_function", create),
+                    Call("lambda_", "wait_function_active", {"FunctionName": fn.name}),
+                ),
+            )
+        ]
+    code_diff, settings_diff = _code_differences(latest["Configuration"], fn, sha)
+    steps: list[Step] = []
+    if code_diff:
+        update = {
+            "FunctionName": fn.name,
+            "ZipFile": code,
+            "Architectures": fn.settings["Architectures"],
+        }
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                "; ".join(code_diff),
+                (Call("lambda_", "update_function_code", update), wait),
+            )
+        )
+    if settings_diff:
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                "; ".join(settings_diff),
+                (Call("lambda_", "update_function_configuration", _configuration(fn)), wait),
+            )
+        )
+    if not tagged(latest.get("Tags")):
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                f"adopt: tag {OWNER_TAG[0]}={OWNER_TAG[1]}",
+                (
+                    Call(
+                        "lambda_",
+                        "tag_resource",
+                        {"Resource": fn.arn, "Tags": dict([OWNER_TAG])},
+                    ),
+                ),
+            )
+        )
+    return steps
 
 
 def _release(target: Target, sha: str, *, alias_exists: bool) -> Call:
@@ -574,7 +592,7 @@ def _alias_permission_steps(
     statement for this pool is removed, so Cognito may invoke at every moment."""
     name = f"invoke permission {target.permission_id}"
     exact = [s for s in statements if permission_is_exact(s, target)]
-    mine = [s for s in statements if _pool_of(s) == target.user_pool_id and s not in exact]
+    mine = [s for s in statements if pool_of(s) == target.user_pool_id and s not in exact]
     add: list[Step] = []
     if not exact:
         taken = {str(s.get("Sid")) for s in statements}
@@ -634,121 +652,43 @@ def _bare_permission_cleanup(target: Target, statements: list[dict[str, Any]]) -
             ),
         )
         for s in statements
-        if _pool_of(s) == target.user_pool_id
+        if pool_of(s) == target.user_pool_id
     ]
 
 
-def _function_steps(
+def _trigger_function_steps(
     target: Target,
     clients: Clients,
     code: bytes,
     settings: pool.PoolSettings,
     force: bool,
 ) -> tuple[list[Step], list[str]]:
-    """The function's steps, in an order that never lets the pool invoke a half-updated
-    function; and the trigger slots already moved onto the alias by them."""
-    from livekart_users.deploy import package
-
+    """The trigger function's steps, in an order that never lets the pool invoke a
+    half-updated function; and the trigger slots already moved onto the alias by them."""
+    fn = models.trigger_function(target)
     name = f"function {target.function}"
-    sha = package.code_sha256_b64(code)
+    sha = code_sha256_b64(code)
     state = FunctionState.read(clients, target)
     alias_statements = (
         cognito_statements(clients, target, models.ALIAS) if state.alias is not None else []
     )
     add, remove = _alias_permission_steps(target, alias_statements)
+    latest = _plan_function(fn, state.latest, code, sha)
     if state.latest is None:
-        wanted = models.function_settings(target)
-        create = Step(
-            name,
-            CREATE,
-            f"{models.RUNTIME}, {target.architecture}, "
-            f"{models.TIMEOUT_SECONDS} s, {target.memory_mb} MB, {len(code):,} byte zip",
-            (
-                Call(
-                    "lambda_",
-                    "create_function",
-                    {
-                        "FunctionName": target.function,
-                        **wanted,
-                        "Code": {"ZipFile": code},
-                        "PackageType": "Zip",
-                        "Description": "livekart-users: Cognito → DynamoDB users table",
-                        "Tags": dict([OWNER_TAG]),
-                    },
-                ),
-                Call("lambda_", "wait_function_active", {"FunctionName": target.function}),
-            ),
-        )
         release = Step(
             f"{name}:{models.ALIAS}",
             CREATE,
             f"publish the new code as a version; alias {models.ALIAS} names it",
             (_release(target, sha, alias_exists=False),),
         )
-        return [create, release, *add, *remove], []
+        return [*latest, release, *add, *remove], []
 
     config = state.latest["Configuration"]
-    code_diff, settings_diff = _code_differences(config, target, sha)
+    code_diff, settings_diff = _code_differences(config, fn, sha)
     _refuse_shared_change(target, clients, state, alias_statements, sha)
-    latest: list[Step] = []
-    if code_diff:
-        latest.append(
-            Step(
-                name,
-                UPDATE,
-                "; ".join(code_diff) + f" ($LATEST: the pool runs the alias {models.ALIAS})",
-                (
-                    Call(
-                        "lambda_",
-                        "update_function_code",
-                        {
-                            "FunctionName": target.function,
-                            "ZipFile": code,
-                            "Architectures": [target.architecture],
-                        },
-                    ),
-                    Call("lambda_", "wait_function_updated", {"FunctionName": target.function}),
-                ),
-            )
-        )
-    if settings_diff:
-        wanted = models.function_settings(target)
-        latest.append(
-            Step(
-                name,
-                UPDATE,
-                "; ".join(settings_diff),
-                (
-                    Call(
-                        "lambda_",
-                        "update_function_configuration",
-                        {
-                            "FunctionName": target.function,
-                            **{k: v for k, v in wanted.items() if k != "Architectures"},
-                        },
-                    ),
-                    Call("lambda_", "wait_function_updated", {"FunctionName": target.function}),
-                ),
-            )
-        )
-    if not _tagged(state.latest.get("Tags")):
-        latest.append(
-            Step(
-                name,
-                UPDATE,
-                f"adopt: tag {OWNER_TAG[0]}={OWNER_TAG[1]}",
-                (
-                    Call(
-                        "lambda_",
-                        "tag_resource",
-                        {"Resource": target.function_arn, "Tags": dict([OWNER_TAG])},
-                    ),
-                ),
-            )
-        )
     changes_code = bool(code_diff or settings_diff)
     live_code, live_settings = (
-        _code_differences(state.live, target, sha) if state.live is not None else (["-"], [])
+        _code_differences(state.live, fn, sha) if state.live is not None else (["-"], [])
     )
     live_diff = live_code + live_settings
     steps: list[Step] = []
@@ -824,20 +764,22 @@ def _refuse_shared_change(
     """One function may serve several pools (one permission statement each), but then it has
     one table and one configuration: a deploy for one pool must not change it for another."""
     others = sorted(
-        {p for s in alias_statements if (p := _pool_of(s)) not in (None, "*", target.user_pool_id)}
+        {p for s in alias_statements if (p := pool_of(s)) not in (None, "*", target.user_pool_id)}
     )
     if others and state.live is not None:
-        _, settings_diff = _code_differences(state.live, target, sha)
+        _, settings_diff = _code_differences(state.live, models.trigger_function(target), sha)
         variables = [d for d in settings_diff if d.startswith(("Environment", "Role"))]
         if variables:
             raise SharedFunctionConflict(target, others, variables)
     bare = [
         p
         for s in cognito_statements(clients, target)
-        if (p := _pool_of(s)) not in (None, "*", target.user_pool_id)
+        if (p := pool_of(s)) not in (None, "*", target.user_pool_id)
     ]
     assert state.latest is not None
-    code_diff, settings_diff = _code_differences(state.latest["Configuration"], target, sha)
+    code_diff, settings_diff = _code_differences(
+        state.latest["Configuration"], models.trigger_function(target), sha
+    )
     if bare and (code_diff or settings_diff):
         raise BareFunctionInUse(target, sorted(set(bare)))
 
@@ -852,7 +794,7 @@ def _alarm_steps(target: Target, clients: Clients) -> list[Step]:
                 name,
                 CREATE,
                 f"any {models.FAILED_METRIC} in 5 minutes",
-                (Call("cloudwatch", "put_metric_alarm", {**wanted, "Tags": _tag_list()}),),
+                (Call("cloudwatch", "put_metric_alarm", {**wanted, "Tags": tag_list()}),),
             )
         ]
     diff = _differences(found[0], wanted)
@@ -903,197 +845,170 @@ def _trigger_step(
     return Step(name, NO_CHANGE, f"{shown}{held}"), refused
 
 
-# --- destroy ---------------------------------------------------------------------------------
+# --- the change handler -------------------------------------------------------------------
 
 
-def plan_destroy(
-    target: Target, clients: Clients, *, delete_table: bool = False, delete_logs: bool = False
-) -> Plan:
-    """Remove what deploy made or adopted (tagged as ours) for this pool; keep the data unless
-    told, keep what still serves another pool, and never touch what a CloudFormation stack
-    owns. The pool is detached first: nothing it may invoke is deleted before."""
-    from livekart_users.deploy import change_handler
-
-    plan = _plan_destroy_trigger(target, clients, delete_table, delete_logs)
-    # This pool's change handler (named after the pool: it serves no other) goes right after
-    # the detach; within its steps the rule goes first, so nothing is sent to a function
-    # about to be deleted.
-    detached = bool(plan.steps) and any(c.operation == "detach" for c in plan.steps[0].calls)
-    at = 1 if detached else 0
-    plan.steps[at:at] = change_handler.destroy_steps(target, clients, delete_logs=delete_logs)
-    return plan
-
-
-def _plan_destroy_trigger(
-    target: Target, clients: Clients, delete_table: bool, delete_logs: bool
-) -> Plan:
-    steps: list[Step] = []
-    settings = pool.describe(clients.cognito, target.user_pool_id)
-    ours = [
-        s
-        for s in models.TRIGGER_SLOTS
-        if pool.is_ours(settings.lambda_config.get(s), target.function_arn)
+def _change_handler_steps(target: Target, clients: Clients, code: bytes) -> list[Step]:
+    """The change handler's resources: its queue, log group, role and function (the same
+    planners as the trigger's), its rule and the rule's permission to invoke it."""
+    fn = models.change_function(target)
+    latest = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=fn.name))
+    function = _plan_function(fn, latest, code, code_sha256_b64(code)) or [
+        Step(f"function {fn.name}", NO_CHANGE, "code and configuration as they should be")
     ]
-    if ours:
-        pool.update_request(clients.cognito, settings, settings.lambda_config)
-        steps.append(
+    return [
+        *_queue_steps(target, clients),
+        *log_group_steps(clients, fn.log_group, target.log_retention_days),
+        *_plan_role(models.change_role(target), target, clients),
+        *function,
+        *_rule_steps(target, clients),
+        *_permission_steps(target, clients),
+    ]
+
+
+def queue_url(clients: Clients, name: str) -> str | None:
+    try:
+        return str(clients.sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    except Exception as exc:
+        if "NonExistentQueue" in aws.error_code(exc) or "QueueDoesNotExist" in aws.error_code(exc):
+            return None
+        raise
+
+
+def _queue_steps(target: Target, clients: Clients) -> list[Step]:
+    names = models.ChangeNames(target)
+    name = f"dead-letter queue {names.queue}"
+    wanted = {
+        "MessageRetentionPeriod": str(models.QUEUE_RETENTION_SECONDS),
+        "Policy": json.dumps(models.queue_policy(target)),
+    }
+    url = queue_url(clients, names.queue)
+    if url is None:
+        return [
             Step(
-                f"user pool {target.user_pool_id} triggers",
-                DELETE,
-                f"detach {', '.join(ours)}; every other setting and trigger stays",
-                (Call("pool", "detach"),),
-            )
-        )
-    function = aws.unless_missing(
-        lambda: clients.lambda_.get_function(FunctionName=target.function)
-    )
-    stack = _stack_of(function.get("Tags")) if function is not None else None
-    if function is not None and stack:
-        steps.append(_stack_owned(f"function {target.function}", stack))
-        return Plan(target, steps)
-    if function is None or not _tagged(function.get("Tags")):
-        return Plan(target, steps + _kept_data(target, clients, delete_table, delete_logs))
-    has_alias = (
-        aws.unless_missing(
-            lambda: clients.lambda_.get_alias(FunctionName=target.function, Name=models.ALIAS)
-        )
-        is not None
-    )
-    others: set[str] = set()
-    for qualifier in ([models.ALIAS] if has_alias else []) + [None]:
-        for statement in cognito_statements(clients, target, qualifier):
-            pool_id = _pool_of(statement)
-            if pool_id != target.user_pool_id:
-                others.add(str(pool_id))
-                continue
-            params: dict[str, Any] = {
-                "FunctionName": target.function,
-                "StatementId": statement.get("Sid"),
-            }
-            if qualifier:
-                params["Qualifier"] = qualifier
-            steps.append(
-                Step(
-                    f"invoke permission {statement.get('Sid')}",
-                    DELETE,
-                    f"lets Cognito invoke from {target.user_pool_id} (detached above)",
-                    (Call("lambda_", "remove_permission", params),),
-                )
-            )
-    if others:
-        # One function serves several pools: what they share stays.
-        shown = ", ".join(sorted(others))
-        steps.append(
-            Step(
-                f"function {target.function}",
-                NO_CHANGE,
-                f"kept, with its role, alarm and logs: it still serves pool {shown}",
-            )
-        )
-        return Plan(target, steps + _kept_data(target, clients, delete_table, False))
-    alarms = clients.cloudwatch.describe_alarms(AlarmNames=[target.alarm_name])["MetricAlarms"]
-    if alarms:
-        tags = clients.cloudwatch.list_tags_for_resource(ResourceARN=alarms[0]["AlarmArn"])
-        if _tagged(_tag_map(tags.get("Tags", []))) and not _stack_of(_tag_map(tags.get("Tags"))):
-            steps.append(
-                Step(
-                    f"alarm {target.alarm_name}",
-                    DELETE,
-                    "ours",
-                    (Call("cloudwatch", "delete_alarms", {"AlarmNames": [target.alarm_name]}),),
-                )
-            )
-    steps.append(
-        Step(
-            f"function {target.function}",
-            DELETE,
-            "ours (with its versions and alias)",
-            (Call("lambda_", "delete_function", {"FunctionName": target.function}),),
-        )
-    )
-    role = aws.unless_missing(lambda: clients.iam.get_role(RoleName=target.role))
-    role_tags = _tag_map(role["Role"].get("Tags", [])) if role is not None else {}
-    if role is not None and _tagged(role_tags) and _stack_of(role_tags):
-        steps.append(_stack_owned(f"role {target.role}", str(_stack_of(role_tags))))
-    elif role is not None and _tagged(role_tags):
-        calls = [
-            Call("iam", "delete_role_policy", {"RoleName": target.role, "PolicyName": p})
-            for p in clients.iam.list_role_policies(RoleName=target.role)["PolicyNames"]
-        ]
-        calls += [
-            Call(
-                "iam", "detach_role_policy", {"RoleName": target.role, "PolicyArn": p["PolicyArn"]}
-            )
-            for p in clients.iam.list_attached_role_policies(RoleName=target.role)[
-                "AttachedPolicies"
-            ]
-        ]
-        calls.append(Call("iam", "delete_role", {"RoleName": target.role}))
-        steps.append(Step(f"role {target.role}", DELETE, "ours", tuple(calls)))
-    return Plan(target, steps + _kept_data(target, clients, delete_table, delete_logs))
-
-
-def _stack_owned(resource: str, stack: str) -> Step:
-    return Step(
-        resource,
-        NO_CHANGE,
-        f"kept: CloudFormation stack {stack} owns it (delete the stack to remove it)",
-    )
-
-
-def removable(tags: Mapping[str, str] | None) -> bool:
-    """Tagged as ours, and not a CloudFormation stack's (deleting the stack removes those)."""
-    return _tagged(tags) and not _stack_of(tags)
-
-
-def log_group_removal(clients: Clients, name: str, delete_logs: bool) -> list[Step]:
-    """A log group destroy deletes only when asked (`--delete-logs`); else it expires."""
-    groups = clients.logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
-    if not any(g["logGroupName"] == name for g in groups):
-        return []
-    if delete_logs:
-        delete = Call("logs", "delete_log_group", {"logGroupName": name})
-        return [Step(f"log group {name}", DELETE, "--delete-logs", (delete,))]
-    reason = "kept: expires by its retention (--delete-logs removes it)"
-    return [Step(f"log group {name}", NO_CHANGE, reason)]
-
-
-def _kept_data(
-    target: Target, clients: Clients, delete_table: bool, delete_logs: bool
-) -> list[Step]:
-    """The log group and the table: kept unless asked, and never a stack's."""
-    steps = log_group_removal(clients, target.log_group, delete_logs)
-    table = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=target.table))
-    if table is None:
-        return steps
-    stack = _stack_of(_tag_map(_table_tags(clients, table["Table"]))) if delete_table else None
-    if stack:
-        steps.append(_stack_owned(f"table {target.table}", stack))
-    elif delete_table:
-        steps.append(
-            Step(
-                f"table {target.table}",
-                DELETE,
-                "--delete-table: its user data is lost",
+                name,
+                CREATE,
+                "failed change events are kept 14 days, not lost",
                 (
                     Call(
-                        "dynamodb",
-                        "update_table",
-                        {"TableName": target.table, "DeletionProtectionEnabled": False},
+                        "sqs",
+                        "create_queue",
+                        {
+                            "QueueName": names.queue,
+                            "Attributes": wanted,
+                            "tags": dict([OWNER_TAG]),
+                        },
                     ),
-                    Call("dynamodb", "delete_table", {"TableName": target.table}),
                 ),
             )
-        )
-    else:
-        steps.append(
+        ]
+    found = clients.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["MessageRetentionPeriod", "Policy"]
+    ).get("Attributes", {})
+    same_policy = found.get("Policy") and models.normalise_policy(
+        found["Policy"]
+    ) == models.normalise_policy(wanted["Policy"])
+    if found.get("MessageRetentionPeriod") != wanted["MessageRetentionPeriod"] or not same_policy:
+        return [
             Step(
-                f"table {target.table}",
-                NO_CHANGE,
-                "kept: it holds user data (--delete-table removes it)",
+                name,
+                UPDATE,
+                "retention 14 days; only the rule may send",
+                (Call("sqs", "set_queue_attributes", {"QueueUrl": url, "Attributes": wanted}),),
             )
+        ]
+    return [Step(name, NO_CHANGE, "14 days; only the rule may send")]
+
+
+def _rule_steps(target: Target, clients: Clients) -> list[Step]:
+    names = models.ChangeNames(target)
+    name = f"EventBridge rule {names.rule}"
+    pattern = models.event_pattern(target)
+    put_rule = Call(
+        "events",
+        "put_rule",
+        {
+            "Name": names.rule,
+            "EventPattern": json.dumps(pattern),
+            "State": "ENABLED",
+            "Description": f"livekart-users: user changes in {target.user_pool_id}",
+            "Tags": tag_list(),
+        },
+    )
+    put_targets = Call(
+        "events", "put_targets", {"Rule": names.rule, "Targets": [models.rule_target(target)]}
+    )
+    found = aws.unless_missing(lambda: clients.events.describe_rule(Name=names.rule))
+    if found is None:
+        return [
+            Step(
+                name,
+                CREATE,
+                f"CloudTrail's {len(contract.HANDLED)} user calls of this pool → "
+                f"{names.function} (dead letters to {names.queue})",
+                (put_rule, put_targets),
+            )
+        ]
+    steps: list[Step] = []
+    same = json.loads(found.get("EventPattern") or "{}") == pattern
+    if not same or found.get("State") != "ENABLED":
+        steps.append(Step(name, UPDATE, "pattern → this pool's calls; enabled", (put_rule,)))
+    targets = clients.events.list_targets_by_rule(Rule=names.rule).get("Targets", [])
+    if [_comparable(t) for t in targets] != [_comparable(models.rule_target(target))]:
+        steps.append(Step(name, UPDATE, f"target → {names.function}", (put_targets,)))
+    return steps or [Step(name, NO_CHANGE, f"this pool's calls → {names.function}")]
+
+
+def _comparable(target: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: target.get(k) for k in ("Id", "Arn", "RetryPolicy", "DeadLetterConfig")}
+
+
+def _events_statement(clients: Clients, function: str) -> dict[str, Any] | None:
+    answer = aws.unless_missing(lambda: clients.lambda_.get_policy(FunctionName=function))
+    if answer is None:
+        return None
+    for statement in json.loads(answer["Policy"]).get("Statement", []):
+        if statement.get("Sid") == models.CHANGE_PERMISSION_ID:
+            return dict(statement)
+    return None
+
+
+def _permission_steps(target: Target, clients: Clients) -> list[Step]:
+    names = models.ChangeNames(target)
+    name = f"invoke permission {models.CHANGE_PERMISSION_ID}"
+    add = Call(
+        "lambda_",
+        "add_permission",
+        {"FunctionName": names.function, **models.change_invoke_permission(target)},
+    )
+    ours = _events_statement(clients, names.function)
+    if ours is None:
+        return [Step(name, CREATE, f"events.amazonaws.com from {names.rule_arn} only", (add,))]
+    condition = (ours.get("Condition") or {}).get("ArnLike") or {}
+    if condition.get("AWS:SourceArn") != names.rule_arn:
+        remove = Call(
+            "lambda_",
+            "remove_permission",
+            {"FunctionName": names.function, "StatementId": models.CHANGE_PERMISSION_ID},
         )
-    return steps
+        return [Step(name, UPDATE, f"source → {names.rule_arn}", (remove, add))]
+    return [Step(name, NO_CHANGE, "EventBridge from this rule only")]
+
+
+def _trail(target: Target, clients: Clients) -> tuple[Step, list[Notice]]:
+    """No trail, no change events: deploy still succeeds, and warns what that means."""
+    found = trail.find_trail(clients.cloudtrail, target.region)
+    if found.found:
+        reason = f"trail {found.name} logs management write events in {target.region}"
+        return Step("CloudTrail", NO_CHANGE, reason), []
+    missing = f"no trail logs management write events in {target.region}"
+    notice = Notice(
+        "CloudTrail",
+        f"{missing}: deletions and attribute changes reach the table only through sign-in "
+        "and reconcile until one does",
+        trail.trail_fix(target.region),
+    )
+    return Step("CloudTrail", NO_CHANGE, f"{missing} (see the warning)"), [notice]
 
 
 # --- attach / detach (the step CloudFormation cannot take) --------------------------------------
@@ -1117,7 +1032,7 @@ def attach_arn(clients: Clients, target: Target, *, allow_unmanaged: bool = Fals
             "fail every sign-up. Check --function-name, or create it first (`livekart-users "
             "deploy`, or the CloudFormation template)"
         )
-    if not _tagged(found.get("Tags")) and not allow_unmanaged:
+    if not tagged(found.get("Tags")) and not allow_unmanaged:
         raise CannotAttach(
             f"function {target.function} is not managed by livekart-users (no tag "
             f"{OWNER_TAG[0]}={OWNER_TAG[1]}): pass --allow-unmanaged to attach it anyway"
@@ -1128,7 +1043,7 @@ def attach_arn(clients: Clients, target: Target, *, allow_unmanaged: bool = Fals
     qualifier = models.ALIAS if alias is not None else None
     arn = target.alias_arn if qualifier else target.function_arn
     statements = cognito_statements(clients, target, qualifier)
-    if not any(_pool_of(s) in (target.user_pool_id, "*") for s in statements):
+    if not any(pool_of(s) in (target.user_pool_id, "*") for s in statements):
         raise CannotAttach(
             f"Cognito may not invoke {arn.split(':function:', 1)[1]} from pool "
             f"{target.user_pool_id}: attaching it would fail every sign-up with "

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from livekart_users import __version__, erasure
-from livekart_users.deploy import change_handler, models
+from livekart_users.deploy import models
 from livekart_users.deploy.package import ARCHITECTURES
 from livekart_users.table import DEFAULT_TABLE
 
@@ -178,36 +178,34 @@ def build() -> dict[str, Any]:
 
 
 def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
-    """The change handler's resources (see deploy.change_handler), from the same models.
+    """The change handler's resources (models.change_*), from the same models.
 
     It needs a CloudTrail trail logging management write events in the region; the stack
     cannot check that: `livekart-users doctor` does.
     """
-    names = change_handler.Names(target)
-    policy = _cfn(change_handler.role_policy(target))
+    names = models.ChangeNames(target)
+    policy = _cfn(models.change_role_policy(target))
     for statement in policy["Statement"]:
         if statement["Sid"] == "WriteUserRecords":
             statement["Action"].append(
                 {"Fn::If": [DELETE_POLICY, "dynamodb:DeleteItem", _NO_VALUE]}
             )
-    settings = _cfn(change_handler.function_settings(target))
-    settings["Environment"]["Variables"][erasure.ENVIRONMENT_VARIABLE] = {
-        "Ref": "ErasurePolicy"
-    }
+    settings = _cfn(models.change_function_settings(target))
+    settings["Environment"]["Variables"][erasure.ENVIRONMENT_VARIABLE] = {"Ref": "ErasurePolicy"}
     settings["Environment"]["Variables"]["USERS_TABLE"] = {
         "Fn::If": [CREATE_TABLE, {"Ref": "UsersTable"}, {"Ref": "TableName"}]
     }
     settings["Role"] = {"Fn::GetAtt": ["ChangeRole", "Arn"]}
     settings["Architectures"] = [{"Ref": "Architecture"}]
     settings["DeadLetterConfig"] = {"TargetArn": {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}}
-    rule_target = _cfn(change_handler.rule_target(target))
+    rule_target = _cfn(models.rule_target(target))
     rule_target["Arn"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
     rule_target["DeadLetterConfig"] = {"Arn": {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}}
-    permission = _cfn(change_handler.invoke_permission(target))
+    permission = _cfn(models.change_invoke_permission(target))
     del permission["StatementId"]
     permission["FunctionName"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
     permission["SourceArn"] = {"Fn::GetAtt": ["ChangeRule", "Arn"]}
-    queue_policy = _cfn(change_handler.queue_policy(target))
+    queue_policy = _cfn(models.queue_policy(target))
     queue_policy["Statement"][0]["Resource"] = {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}
     queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = {
         "Fn::GetAtt": ["ChangeRule", "Arn"]
@@ -219,7 +217,7 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
             "UpdateReplacePolicy": "Delete",
             "Properties": {
                 "QueueName": _cfn(names.queue),
-                "MessageRetentionPeriod": change_handler.QUEUE_RETENTION_SECONDS,
+                "MessageRetentionPeriod": models.QUEUE_RETENTION_SECONDS,
                 "Tags": tags,
             },
         },
@@ -245,7 +243,7 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
             "Properties": {
                 "RoleName": _cfn(names.role),
                 "AssumeRolePolicyDocument": models.trust_policy(),
-                "Policies": [{"PolicyName": change_handler.POLICY_NAME, "PolicyDocument": policy}],
+                "Policies": [{"PolicyName": models.CHANGE_POLICY_NAME, "PolicyDocument": policy}],
                 "Tags": tags,
             },
         },
@@ -265,7 +263,7 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
             "Properties": {
                 "Name": _cfn(names.rule),
                 "Description": "livekart-users: user changes in the pool",
-                "EventPattern": _cfn(change_handler.event_pattern(target)),
+                "EventPattern": _cfn(models.event_pattern(target)),
                 "State": "ENABLED",
                 "Targets": [rule_target],
             },
