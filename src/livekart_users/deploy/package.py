@@ -55,6 +55,7 @@ TRIGGER_MODULES = (
     "__init__",
     "aws",
     "changes",
+    "contract",
     "erasure",
     "exceptions",
     "pool_users",
