@@ -74,10 +74,20 @@ def detail(stack: Stack, user_id: str) -> dict[str, Any]:
             "enabled": user.enabled,
             "attributes": dict(sorted(user.attributes.items())),
         },
-        "row": row,
+        "row": None if row is None else dict(sorted(row.items(), key=_field_order)),
         "app_fields": sorted(f for f in (row or {}) if f in APP_FIELDS or _is_extra(f)),
         "editable_attributes": list(EDITABLE_ATTRIBUTES),
     }
+
+
+def _field_order(item: tuple[str, Any]) -> tuple[int, str]:
+    """The key and identity first (as Cognito's side shows them), the app's fields after."""
+    name = item[0]
+    if name == "user_id":
+        return (0, "")
+    if name in schema.IDENTITY_FIELDS:
+        return (1, str(schema.IDENTITY_FIELDS.index(name)))
+    return (3 if name in APP_FIELDS or _is_extra(name) else 2, name)
 
 
 def _is_extra(name: str) -> bool:

@@ -89,10 +89,10 @@ async function loadUsers(more) {
     state.loaded + " shown" + (page.cursor ? (page.stage === "rows" ? "; more: rows without a user" : "; more users") : "");
 }
 
-async function refreshUsers() {
+async function refreshUsers(afterAction) {
   // Live refresh only while the first page is all that is shown (paging keeps its place).
   if (state.loaded <= 50) await loadUsers(false);
-  if (state.selected) await showDetail(state.selected, true);
+  if (state.selected) await showDetail(state.selected, true, afterAction);
 }
 
 function fieldsTable(title, fields, appFields) {
@@ -109,7 +109,7 @@ function fieldsTable(title, fields, appFields) {
   return el("div", { class: "side" }, el("h3", {}, title), table);
 }
 
-async function showDetail(userId, quiet) {
+async function showDetail(userId, quiet, force) {
   state.selected = userId;
   const box = document.getElementById("detail");
   let data;
@@ -120,6 +120,11 @@ async function showDetail(userId, quiet) {
     box.hidden = true;
     return;
   }
+  // A refresh redraws the detail only when it changed, and never under the developer's hands.
+  const key = JSON.stringify(data);
+  const busy = box.contains(document.activeElement) || box.querySelector('[data-armed="yes"]');
+  if (quiet && !force && (key === state.detailKey || busy)) return;
+  state.detailKey = key;
   const cognito = data.cognito
     ? fieldsTable("Cognito user", { username: data.cognito.username, status: data.cognito.status,
         enabled: data.cognito.enabled, ...data.cognito.attributes })
@@ -178,7 +183,7 @@ async function act(action, done) {
   } catch (error) {
     notice(error.message, true);
   }
-  await refreshUsers();
+  await refreshUsers(true);
 }
 
 // --- actions ----------------------------------------------------------------------------
@@ -205,7 +210,7 @@ function setUpActions() {
     } catch (error) {
       notice(error.message, true);
     }
-    if (doApply) await refreshUsers();
+    if (doApply) await refreshUsers(true);
   };
   document.getElementById("reconcile-dry").addEventListener("click", () => run(false));
   apply.addEventListener("click", () => run(true));
