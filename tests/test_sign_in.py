@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
-from livekart_users.local import srp
+from livekart_users.local import srp, stack
 from livekart_users.local.sign_in import SignIn
 
 POOL_ID = "us-east-1_AbCdEfGhI"  # a real-length id: the pool name in the proof is "AbCdEfGhI"
@@ -229,7 +231,11 @@ def test_a_disabled_user_is_refused_once_the_password_is_right(db: Path) -> None
         )
 
     assert json.loads(password_flow(PASSWORD)[2]) == disabled
-    assert password_flow("Wrong-password-1") is None  # cognito-local says the password is wrong
+    # A wrong password says nothing of the state, in Cognito's words (not cognito-local's).
+    assert json.loads(password_flow("Wrong-password-1")[2]) == {
+        "__type": "NotAuthorizedException",
+        "message": "Incorrect username or password.",
+    }
     refresh = {"REFRESH_TOKEN": "refresh-u-2"}
     answer = sign_in.answer(
         "InitiateAuth",
@@ -286,3 +292,35 @@ def test_srp_is_refused_where_cognito_refuses_it(db: Path) -> None:
     unknown = {"AuthFlow": "USER_SRP_AUTH", "ClientId": "nope", "AuthParameters": {}}
     assert sign_in.answer("InitiateAuth", json.dumps(unknown).encode()) is None
     assert sign_in.answer("SignUp", b"{}") is None
+
+
+def test_a_stack_made_before_srp_gets_a_real_apps_flows_on_its_client() -> None:
+    # The stack's client allows what Amplify's default sign-in needs; an existing stack's
+    # client (made with password + refresh only) is brought up to it at the next `up`.
+    cognito = boto3.client(
+        "cognito-idp", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(cognito) as stub:
+        ids = {"UserPoolId": POOL_ID, "ClientId": CLIENT}
+        old = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+        stub.add_response(
+            "describe_user_pool_client", {"UserPoolClient": {**ids, "ExplicitAuthFlows": old}}, ids
+        )
+        stub.add_response(
+            "update_user_pool_client",
+            {},
+            {
+                **ids,
+                "ClientName": stack.CLIENT_NAME,
+                "ExplicitAuthFlows": sorted(stack.APP_AUTH_FLOWS),
+                "WriteAttributes": stack.SELF_SERVICE_ATTRIBUTES,
+                "ReadAttributes": [*stack.SELF_SERVICE_ATTRIBUTES, "email_verified"],
+            },
+        )
+        stack._allow_app_flows(cognito, POOL_ID, CLIENT)
+        # Already allowed: nothing is changed.
+        flows = {"UserPoolClient": {**ids, "ExplicitAuthFlows": stack.APP_AUTH_FLOWS}}
+        stub.add_response("describe_user_pool_client", flows, ids)
+        stack._allow_app_flows(cognito, POOL_ID, CLIENT)
+        stub.assert_no_pending_responses()
+    assert "ALLOW_USER_SRP_AUTH" in stack.APP_AUTH_FLOWS

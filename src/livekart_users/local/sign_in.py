@@ -15,7 +15,10 @@ The stack's Cognito endpoint (`cognito_proxy`) asks `SignIn.answer` first for ea
   admin-created user, which the client then answers to cognito-local (it supports that one);
 - a disabled user is refused with Cognito's `NotAuthorizedException` "User is disabled." on
   every sign-in flow (cognito-local lets a disabled user sign in), once the password (or
-  refresh token) is shown to be right, so the answer does not tell a stranger the state.
+  refresh token) is shown to be right, so the answer does not tell a stranger the state;
+- a wrong password on the password flows fails as on Cognito (`NotAuthorizedException`,
+  "Incorrect username or password."; cognito-local says `InvalidPasswordException`, and
+  lets an admin-created user on to NEW_PASSWORD_REQUIRED with any password).
 
 Requests hold the proxy's write lock while they are answered here (InitiateAuth and
 RespondToAuthChallenge count as writes), so the pool file is read between writes, whole.
@@ -105,8 +108,13 @@ class SignIn:
             return self._start_srp(request, client, pool, parameters)
         if flow in PASSWORD_FLOWS:
             user = find_user(pool, str(parameters.get("USERNAME") or ""))
-            if user and user.get("Password") == parameters.get("PASSWORD"):
-                return refuse_disabled(user)
+            if user is None:
+                return None  # cognito-local's answer (a user migration trigger may know them)
+            if user.get("Password") != parameters.get("PASSWORD"):
+                # cognito-local answers InvalidPasswordException ("Invalid password"), or,
+                # for an admin-created user, NEW_PASSWORD_REQUIRED whatever the password.
+                return error("NotAuthorizedException", WRONG)
+            return refuse_disabled(user)
         if flow in REFRESH_FLOWS:
             token = parameters.get("REFRESH_TOKEN")
             for user in (pool.get("Users") or {}).values():
