@@ -1034,9 +1034,11 @@ def change_events_trail(ctx: Context) -> Verdict:
     from livekart_users.deploy.trail import find_trail, trail_fix
 
     region = ctx.target.region
-    trail = ctx.reads.get(("trail", region), lambda: find_trail(ctx.clients.cloudtrail, region))
+    trail = ctx.reads.get(
+        ("trail", region), lambda: find_trail(ctx.clients.cloudtrail, region, ctx.target.account)
+    )
     if trail.found:
-        return passed(f"trail {trail.name} logs management write events in {region}")
+        return passed(trail.describe(region))
     return warned(
         f"no CloudTrail trail logs management write events in {region}: deletions, attribute "
         "changes and enable/disable reach the table only at the next sign-in or reconcile",

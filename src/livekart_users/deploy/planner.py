@@ -997,10 +997,9 @@ def _permission_steps(target: Target, clients: Clients) -> list[Step]:
 
 def _trail(target: Target, clients: Clients) -> tuple[Step, list[Notice]]:
     """No trail, no change events: deploy still succeeds, and warns what that means."""
-    found = trail.find_trail(clients.cloudtrail, target.region)
+    found = trail.find_trail(clients.cloudtrail, target.region, target.account)
     if found.found:
-        reason = f"trail {found.name} logs management write events in {target.region}"
-        return Step("CloudTrail", NO_CHANGE, reason), []
+        return Step("CloudTrail", NO_CHANGE, found.describe(target.region)), []
     missing = f"no trail logs management write events in {target.region}"
     notice = Notice(
         "CloudTrail",

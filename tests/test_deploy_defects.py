@@ -1,0 +1,87 @@
+"""Defects a real account would hit and moto cannot show (issue 23): each test pins the AWS
+behaviour with the exact requests (botocore's Stubber), or the order of the calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from livekart_users.deploy import trail
+
+REGION = "eu-west-1"
+ACCOUNT = "111122223333"
+MANAGEMENT = "999988887777"  # the organization's management account, which owns its trail
+
+
+def stubbed(service: str) -> tuple[Any, Stubber]:
+    client = boto3.client(
+        service, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    return client, Stubber(client)
+
+
+# --- 1. organization and shadow trails --------------------------------------------------------
+
+
+def trail_entry(name: str, account: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "TrailARN": f"arn:aws:cloudtrail:us-east-1:{account}:trail/{name}",
+        "HomeRegion": "us-east-1",
+        "IsMultiRegionTrail": True,
+        **extra,
+    }
+
+
+def test_an_organization_trail_of_the_management_account_counts_without_reading_it() -> None:
+    """From a member account, GetTrailStatus/GetEventSelectors on the organization's trail fail
+    (TrailNotFoundException, CloudTrailARNInvalidException): they are not called at all."""
+    client, stub = stubbed("cloudtrail")
+    org = trail_entry("org-trail", MANAGEMENT, IsOrganizationTrail=True)
+    stub.add_response("describe_trails", {"trailList": [org]}, {"includeShadowTrails": True})
+    with stub:
+        found = trail.find_trail(client, REGION, ACCOUNT)
+    stub.assert_no_pending_responses()
+    assert (found.found, found.checked, found.owner) == (True, False, MANAGEMENT)
+    assert "organization trail org-trail of account 999988887777" in found.describe(REGION)
+
+
+def test_a_trail_that_cannot_be_read_is_skipped_and_the_next_one_is_used() -> None:
+    client, stub = stubbed("cloudtrail")
+    shadow = trail_entry("gone", ACCOUNT)
+    mine = trail_entry("mine", ACCOUNT)
+    stub.add_response("describe_trails", {"trailList": [shadow, mine]})
+    stub.add_client_error(
+        "get_trail_status", "TrailNotFoundException", expected_params={"Name": shadow["TrailARN"]}
+    )
+    stub.add_response("get_trail_status", {"IsLogging": True}, {"Name": mine["TrailARN"]})
+    stub.add_response(
+        "get_event_selectors",
+        {"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": True}]},
+        {"TrailName": mine["TrailARN"]},
+    )
+    with stub:
+        found = trail.find_trail(client, REGION, ACCOUNT)
+    assert (found.name, found.checked) == ("mine", True)
+
+
+def test_an_unreadable_organization_trail_of_this_account_still_counts_unchecked() -> None:
+    client, stub = stubbed("cloudtrail")
+    org = trail_entry("org-trail", ACCOUNT, IsOrganizationTrail=True)
+    stub.add_response("describe_trails", {"trailList": [org]})
+    stub.add_response("get_trail_status", {"IsLogging": True})
+    stub.add_client_error("get_event_selectors", "CloudTrailARNInvalidException")
+    with stub:
+        found = trail.find_trail(client, REGION, ACCOUNT)
+    assert (found.name, found.checked) == ("org-trail", False)
+
+
+def test_other_errors_are_not_swallowed() -> None:
+    client, stub = stubbed("cloudtrail")
+    stub.add_response("describe_trails", {"trailList": [trail_entry("mine", ACCOUNT)]})
+    stub.add_client_error("get_trail_status", "ThrottlingException")
+    with stub, pytest.raises(Exception, match="ThrottlingException"):
+        trail.find_trail(client, REGION, ACCOUNT)
