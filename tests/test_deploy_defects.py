@@ -9,7 +9,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from livekart_users.deploy import trail
+from livekart_users.deploy import models, template, trail
+
+from .test_template import SAMPLE, resolve
 
 REGION = "eu-west-1"
 ACCOUNT = "111122223333"
@@ -85,3 +87,32 @@ def test_other_errors_are_not_swallowed() -> None:
     stub.add_client_error("get_trail_status", "ThrottlingException")
     with stub, pytest.raises(Exception, match="ThrottlingException"):
         trail.find_trail(client, REGION, ACCOUNT)
+
+
+# --- 4. the CloudFormation template's change handler vs deploy's ------------------------------
+
+
+def test_the_stack_never_names_a_resource_deploy_made_for_a_real_pool() -> None:
+    """Real pool ids are about 20 characters: names built from them are not digested, so
+    the template and deploy must differ by prefix, or the stack fails with "already exists"
+    in an account that ran deploy."""
+    pool_id = "eu-west-1_AbCdEfGhI"
+    built = template.build()
+    parameters = {**SAMPLE, "UserPoolId": pool_id}
+
+    def name(resource: str, key: str) -> str:
+        value = resolve(built["Resources"][resource]["Properties"], parameters, built["Conditions"])
+        return str(value[key])
+
+    stack = {
+        name("ChangeFunction", "FunctionName"),
+        name("ChangeRole", "RoleName"),
+        name("ChangeDeadLetters", "QueueName"),
+        name("ChangeRule", "Name"),
+        name("ChangeLogGroup", "LogGroupName"),
+    }
+    deployed = models.ChangeNames(models.Target(pool_id, REGION, ACCOUNT))
+    ours = {deployed.function, deployed.role, deployed.queue, deployed.rule, deployed.log_group}
+    assert stack.isdisjoint(ours), stack & ours
+    assert "livekart-users-stack-changes-eu-west-1_AbCdEfGhI-role" in stack
+    assert all(len(n) <= 64 for n in stack - {name("ChangeLogGroup", "LogGroupName")})

@@ -243,15 +243,16 @@ def test_the_change_role_is_the_models_least_privilege_for_each_erasure_policy(
 
     role = properties(built, "ChangeRole", ErasurePolicy=policy)
     [document] = role["Policies"]
-    wanted = models.change_role_policy(replace(TARGET, erasure_policy=policy))
+    stack = replace(TARGET, erasure_policy=policy, change_prefix=template.CHANGE_PREFIX)
+    wanted = models.change_role_policy(stack)
     # The queue's ARN is the resource's own attribute in the template.
     for statement in wanted["Statement"]:
         if statement["Sid"] == "DeadLetters":
             statement["Resource"] = "arn:aws:sqs:eu-west-1:123456789012:" + (
-                "livekart-users-changes-eu-west-1_AbC123-dlq"
+                "livekart-users-stack-changes-eu-west-1_AbC123-dlq"
             )
     assert models.normalise_policy(document["PolicyDocument"]) == models.normalise_policy(wanted)
-    assert role["RoleName"] == "livekart-users-changes-eu-west-1_AbC123-role"
+    assert role["RoleName"] == "livekart-users-stack-changes-eu-west-1_AbC123-role"
 
 
 def test_the_change_rule_matches_this_pool_and_only_the_rule_may_invoke(

@@ -106,6 +106,9 @@ class Target:
     alarm_topic_arn: str | None = None
     # What the change handler does to a deleted user's row (livekart_users.erasure).
     erasure_policy: str = field(default_factory=lambda: _env("USERS_ERASURE_POLICY", "anonymize"))
+    # The change handler's names start with this and carry the pool id (`ChangeNames`); the
+    # CloudFormation template has a prefix of its own, so a stack never collides with deploy.
+    change_prefix: str = "livekart-users-changes"
 
     @property
     def partition(self) -> str:
@@ -343,7 +346,6 @@ CHANGE_PERMISSION_ID = "livekart-users-events-invoke"
 CHANGE_TARGET_ID = "livekart-users-change-handler"
 # EventBridge retries a failed delivery to Lambda for up to 24 h by default; say so.
 TARGET_RETRY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
-CHANGE_STEM = "livekart-users-changes"
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,6 @@ class ChangeNames:
     pools of one account and region never share one."""
 
     target: Target
-    prefix: str = CHANGE_STEM
 
     @property
     def stem(self) -> str:
@@ -361,7 +362,7 @@ class ChangeNames:
         pool = self.target.user_pool_id
         if len(pool) > 32:
             pool = hashlib.blake2b(pool.encode(), digest_size=8).hexdigest()
-        return f"{self.prefix}-{pool}"
+        return f"{self.target.change_prefix}-{pool}"
 
     @property
     def function(self) -> str:

@@ -30,6 +30,8 @@ RETENTION_DAYS = models.RETENTION_DAYS
 # or ran `deploy` would fail on `livekart-post-confirmation-trigger` already existing.
 DEFAULT_FUNCTION = "livekart-users-stack-trigger"
 DEFAULT_ROLE = "livekart-users-stack-trigger-role"
+# Likewise the stack's change handler: deploy names its own `livekart-users-changes-<pool>`.
+CHANGE_PREFIX = "livekart-users-stack-changes"
 CREATE_TABLE = "ShouldCreateTable"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
 DELETE_POLICY = "ErasureDeletesRows"
@@ -43,6 +45,7 @@ _PLACEHOLDERS = models.Target(
     architecture="${Architecture}",
     alarm_topic_arn="${AlarmTopicArn}",
     erasure_policy="anonymize",  # the role's DeleteItem is added by a condition instead
+    change_prefix=CHANGE_PREFIX,
 )
 _WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 _NO_VALUE = {"Ref": "AWS::NoValue"}
