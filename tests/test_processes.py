@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -82,6 +83,33 @@ def test_stop_ends_the_whole_tree_and_nothing_else(tmp_path: Path) -> None:
         assert processes.is_running(bystander)
     finally:
         processes.stop(bystander)
+        processes.stop(tree)
+
+
+def test_stop_returns_once_the_process_has_exited_though_no_one_reaps_it(tmp_path: Path) -> None:
+    # A stack started by an earlier `up` is not our child: once it exits it stays a zombie
+    # until its parent reaps it. Here the parent never does, while it lives.
+    tree = processes.start(
+        "tree", [sys.executable, "-c", TREE], cwd=tmp_path, log=tmp_path / "tree.log"
+    )
+    try:
+        processes.wait_until(
+            "tree",
+            lambda: bool((tmp_path / "tree.log").read_text().strip()),
+            process=tree,
+            log=tmp_path / "tree.log",
+        )
+        child = psutil.Process(int((tmp_path / "tree.log").read_text().split()[0]))
+        started = processes.Started(child.pid, child.create_time(), tuple(child.cmdline()))
+        began = time.monotonic()
+
+        assert processes.stop(started, timeout=30)
+
+        # Waiting for the reaping would have taken the whole timeout, twice (terminate, kill).
+        assert time.monotonic() - began < 15
+        assert child.status() == psutil.STATUS_ZOMBIE
+        assert not processes.is_running(started)
+    finally:
         processes.stop(tree)
 
 
@@ -209,8 +237,11 @@ def test_local_env_prints_the_chosen_shells_form(tmp_path: Path) -> None:
     for shell, start in forms:
         result = runner.invoke(main, ["local", "env", "--dir", str(tmp_path), "--shell", shell])
         assert result.exit_code == 0
-        lines = result.output.splitlines()
+        lines = result.stdout.splitlines()
         assert lines and all(line.startswith(start) for line in lines)
+        # What our own commands read to find the stack (its pool too, once it runs).
+        assert any(line.startswith(f"{start}LIVEKART_LOCAL_DIR") for line in lines)
+        assert "no local stack in" in result.stderr and "local up --dir" in result.stderr
         assert any("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER" in line for line in lines)
         # The SDK for JavaScript v3 reads AWS_REGION only; botocore AWS_DEFAULT_REGION.
         for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
