@@ -116,3 +116,35 @@ def test_the_stack_never_names_a_resource_deploy_made_for_a_real_pool() -> None:
     assert stack.isdisjoint(ours), stack & ours
     assert "livekart-users-stack-changes-eu-west-1_AbCdEfGhI-role" in stack
     assert all(len(n) <= 64 for n in stack - {name("ChangeLogGroup", "LogGroupName")})
+
+
+# --- 8. every partition --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [
+        ("us-east-1", "aws"),
+        ("cn-northwest-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("us-iso-east-1", "aws-iso"),
+        ("us-isob-east-1", "aws-iso-b"),
+        ("eu-isoe-west-1", "aws-iso-e"),
+        ("us-isof-south-1", "aws-iso-f"),
+        ("eusc-de-east-1", "aws-eusc"),
+    ],
+)
+def test_arns_carry_the_regions_partition(region: str, partition: str) -> None:
+    target = models.Target("x_AbCdEfGhI", region, ACCOUNT)
+    arns = [
+        target.pool_arn,
+        target.table_arn,
+        target.function_arn,
+        target.role_arn,
+        target.log_group_arn,
+        models.ChangeNames(target).queue_arn,
+        models.ChangeNames(target).role_arn,
+    ]
+    assert {arn.split(":")[1] for arn in arns} == {partition}
+    resources = [s["Resource"] for s in models.change_role_policy(target)["Statement"]]
+    assert all(r.startswith(f"arn:{partition}:") for r in resources)

@@ -14,6 +14,7 @@ Nothing here imports a Lambda entry module: the names both sides share are in `c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -85,6 +86,21 @@ RESERVED_VARIABLES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=16)
+def partition_of(region: str) -> str:
+    """The ARN partition of a region, from botocore's own partition data (aws, aws-cn,
+    aws-us-gov, the ISO partitions aws-iso, -iso-b, -iso-e, -iso-f, the European Sovereign
+    Cloud's aws-eusc, and whatever a newer botocore adds); "aws" for a name it does not know
+    (the local stack's)."""
+    from botocore.exceptions import UnknownRegionError
+    from botocore.session import get_session
+
+    try:
+        return str(get_session().get_partition_for_region(region))
+    except UnknownRegionError:  # no partition's pattern matches it
+        return "aws"
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
@@ -112,9 +128,7 @@ class Target:
 
     @property
     def partition(self) -> str:
-        if self.region.startswith("cn-"):
-            return "aws-cn"
-        return "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
+        return partition_of(self.region)
 
     @property
     def pool_arn(self) -> str:
