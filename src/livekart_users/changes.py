@@ -159,6 +159,16 @@ def _clients(region: str, dynamodb_endpoint: str | None, cognito_endpoint: str |
     )
 
 
+def clients() -> Any:
+    """(cognito-idp, dynamodb) for this environment: built on first use, then reused (the
+    local endpoint builds them at its start, as Lambda's init would)."""
+    return _clients(
+        aws.region(),
+        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
+        os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"),
+    )
+
+
 def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """Bring the user's row in step with the pool; returns what it did (for logs and tests)."""
     log: dict[str, Any] = {}
@@ -179,11 +189,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         logger.warning("change event dropped", extra=log)
         return {"outcome": DROPPED, "reason": str(exc)}
     log.update(event_name=change.name, user_id=change.sub, event_id=change.event_id)
-    cognito, dynamodb = _clients(
-        aws.region(),
-        os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
-        os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"),
-    )
+    cognito, dynamodb = clients()
     table = UsersTable(dynamodb, settings.table)
     try:
         outcome = apply_change(change, cognito, table, settings)
