@@ -85,6 +85,13 @@ def load_event(event_name: str, **changes: Any) -> dict[str, Any]:
     return event
 
 
+@pytest.fixture(autouse=True)
+def private_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconcile's checkpoints (platformdirs' user state directory) go to the test's own
+    directory, never the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture(scope="session")
 def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One in-memory DynamoDB Local per test process."""

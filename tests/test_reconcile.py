@@ -25,6 +25,7 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 
 from livekart_users import aws, schema
+from livekart_users import reconcile as reconcile_module
 from livekart_users.cli import main
 from livekart_users.exceptions import PoolNotFound
 from livekart_users.local.demo import DEMO_PASSWORD, DemoUser, sign_up
@@ -189,16 +190,40 @@ def test_delete_if_unchanged(users_table: UsersTable) -> None:
 
 def test_the_index_keeps_a_few_bytes_per_row_not_the_row() -> None:
     index = TableIndex()
-    row = schema.new_record({"sub": "s-1", "email": "a@example.com"}, "s-1", timestamp=T0)
+    sub = str(uuid.uuid4())
+    row = schema.new_record({"sub": sub, "email": "a@example.com"}, sub, timestamp=T0)
     row["cart"] = [{"sku": str(i)} for i in range(100)]
     index.add(row)
     odd = {**row, "user_id": "s-2", "updatedAt": None}
     index.add(odd)
+    unusual = {**row, "user_id": str(uuid.uuid4()), "updatedAt": "2026-01-31T12:00:00Z"}
+    index.add(unusual)
     index.seal()
-    # 8 + 8 digest bytes, 2 hint bytes for each of the 5 identity fields, 24 of updatedAt.
-    assert [len(v) for v in index.rows.values()] == [50, 26]
-    assert index.updated_at("s-1", index.rows["s-1"]) == T0
-    assert index.updated_at("s-2", index.rows["s-2"]) is None
+    # 16 bytes of sub, 8 + 8 digest bytes, 2 hint bytes for each of the 6 compared fields,
+    # 8 of updatedAt, 1 of flags: the rows are 53 bytes each, end to end.
+    assert TableIndex.SIZE == 53 and len(index) == 3
+    first, second, third = (index.find(u) for u in (sub, "s-2", unusual["user_id"]))
+    assert (first, second, third) == (0, 1, 2)
+    assert index.updated_at(0) == T0
+    assert index.updated_at(1) is None
+    assert index.updated_at(2) == "2026-01-31T12:00:00Z"
+    assert index.find(str(uuid.uuid4())) is None
+    # Taken rows are seen; the others are what may be orphans.
+    assert index.take(sub) == 0
+    assert [uid for uid, _ in index.unseen()] == ["s-2", unusual["user_id"]]
+    index.forget_seen()
+    assert len(list(index.unseen())) == 3
+
+
+def test_the_index_grows_and_still_finds_every_row() -> None:
+    index = TableIndex()
+    subs = [str(uuid.uuid4()) for _ in range(5000)]
+    for sub in subs:
+        index.add(schema.new_record({"sub": sub, "email": f"{sub}@x.example"}, sub, timestamp=T0))
+    assert all(index.find(s) == n for n, s in enumerate(subs))
+    assert index.find(str(uuid.uuid4())) is None
+    assert index.has_email(reconcile_module._email_digest({"email": f"{subs[4321]}@x.example"}))
+    assert not index.has_email(reconcile_module._email_digest({"email": "nobody@x.example"}))
 
 
 # --- paging, throttling and statuses cognito-local does not have (Stubber) ---------------

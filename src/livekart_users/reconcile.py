@@ -33,10 +33,10 @@ import random
 import threading
 import time
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from botocore.exceptions import (
@@ -50,6 +50,17 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from livekart_users import aws, erasure, pool_users, schema
+from livekart_users.checkpoint import (
+    HELD,
+    HELD_UNCONFIRMED,
+    SEEN,
+    Checkpoints,
+    State,
+    pack_key,
+    record,
+    records,
+    unpack_key,
+)
 from livekart_users.exceptions import InvalidRecord, PoolNotFound
 from livekart_users.table import UsersTable
 
@@ -62,6 +73,7 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_EXAMPLES = 10
 TABLE_PAGE_SIZE = 1000
 UNCONFIRMED = "UNCONFIRMED"
+MAX_RESTARTS = 3  # refused pagination tokens in one run before it gives up
 
 # The categories of the report, in the order they are shown.
 TO_CREATE = "to create"
@@ -81,10 +93,25 @@ T = TypeVar("T")
 
 # --- pacing and patience -----------------------------------------------------------------
 
+# The codes that say "too fast" (the others in TRANSIENT_CODES say "try again").
+THROTTLING_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+
 
 class TokenBucket:
     """At most `rate` acquisitions a second, with bursts of at most `burst`.
 
+    The rate adapts (additive increase, multiplicative decrease, as TCP does): each throttled
+    call halves it, down to `floor`; each call that passes adds back one request/s per second
+    of calls, up to the `rate` asked for. ListUsers' quota is shared with the change handler
+    and the app: a run that keeps hitting it takes less, so theirs go through.
     `clock` and `sleep` are injectable so tests never wait.
     """
 
@@ -93,13 +120,18 @@ class TokenBucket:
         rate: float,
         *,
         burst: float = 1.0,
+        floor: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        self.target = rate
         self.rate = rate
+        self.lowest = rate
+        self.floor = min(floor, rate)
         self.burst = burst
+        self.throttled_calls = 0
         self._clock = clock
         self._sleep = sleep
         self._tokens = burst
@@ -119,16 +151,38 @@ class TokenBucket:
                 self._tokens = 1.0
             self._tokens -= 1
 
+    def throttled(self) -> None:
+        """A call was refused for its rate: halve ours."""
+        with self._lock:
+            self.throttled_calls += 1
+            self.rate = max(self.floor, self.rate / 2)
+            self.lowest = min(self.lowest, self.rate)
 
-def is_transient(exc: BaseException) -> bool:
-    """Throttling, a server error or a lost connection: worth another attempt later.
+    def passed(self) -> None:
+        """A call went through: creep back towards the rate asked for."""
+        with self._lock:
+            if self.rate < self.target:
+                self.rate = min(self.target, self.rate + 1 / self.rate)
 
-    Not an endpoint that cannot be reached or does not answer in time: ten more waits would
-    hold the command for minutes in silence; it stops with one line instead (rerunning is safe).
+
+def is_throttling(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and aws.error_code(exc) in THROTTLING_CODES
+
+
+def is_transient(exc: BaseException, *, timeouts: bool = True) -> bool:
+    """Throttling, a server error, a lost connection or (with `timeouts`) a timeout: worth
+    another attempt.
+
+    A run of hours meets each of these (a 10 M-user pool is ≈ 170,000 ListUsers calls):
+    none of them may end it. An endpoint that cannot be reached at all (a wrong region or
+    URL) is not retried: that is a setting to fix, said at once.
     """
     if isinstance(exc, ClientError):
-        return aws.error_code(exc) in TRANSIENT_CODES
-    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | EndpointConnectionError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return aws.error_code(exc) in TRANSIENT_CODES or int(status) >= 500
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return timeouts
+    if isinstance(exc, EndpointConnectionError):
         return False
     return isinstance(exc, BotoConnectionError | HTTPClientError)
 
@@ -158,18 +212,26 @@ class Backoff:
         operation: Callable[..., T],
         /,
         *,
-        before: Callable[[], None] | None = None,
+        limiter: TokenBucket | None = None,
+        timeouts: bool = True,
         **kwargs: Any,
     ) -> T:
-        """`operation(**kwargs)`; `before()` runs ahead of every attempt (a rate limiter)."""
+        """`operation(**kwargs)`; each attempt waits its turn at `limiter`, and tells it when
+        it was throttled or passed. Timeouts are retried only with `timeouts`."""
         for attempt in range(self.attempts):
-            if before is not None:
-                before()
+            if limiter is not None:
+                limiter.acquire()
             try:
-                return operation(**kwargs)
+                answer = operation(**kwargs)
             except (ClientError, BotoCoreError) as exc:
-                if attempt == self.attempts - 1 or not is_transient(exc):
+                if limiter is not None and is_throttling(exc):
+                    limiter.throttled()
+                if attempt == self.attempts - 1 or not is_transient(exc, timeouts=timeouts):
                     raise
+            else:
+                if limiter is not None:
+                    limiter.passed()
+                return answer
             with self._lock:
                 self.retries += 1
             self._sleep(self._jitter(0.0, min(self.cap, self.base * 2**attempt)))
@@ -181,30 +243,36 @@ class PatientClient:
 
     Wrapping the client (rather than each call site) gives the table's own methods — its
     scan, its conditional writes — the same patience. Errors that are not transient, such as
-    a failed condition, pass straight through.
+    a failed condition, pass straight through. A timeout is retried once the endpoint has
+    answered in this run: before that, an endpoint that never answers is a setting to fix,
+    said within the command's budget (tests/test_unanswered.py), not after ten waits.
     """
 
     def __init__(self, client: Any, backoff: Backoff, limiter: TokenBucket | None = None) -> None:
         self._client = client
         self._backoff = backoff
         self._limiter = limiter
+        self.answered = False
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
         if name not in self._client.meta.method_to_api_mapping:
             return attribute
-        before = self._limiter.acquire if self._limiter else None
 
         def call(**kwargs: Any) -> Any:
-            return self._backoff.call(attribute, before=before, **kwargs)
+            answer = self._backoff.call(
+                attribute, limiter=self._limiter, timeouts=self.answered, **kwargs
+            )
+            self.answered = True
+            return answer
 
         return call
 
 
 def clients(region: str, concurrency: int = DEFAULT_CONCURRENCY) -> tuple[Any, Any]:
     """Cognito and DynamoDB clients for reconcile: botocore does not retry, we do (paced)."""
-    # One attempt each, so a call that gets no answer ends within the command's budget
-    # (aws.cli_budget); `is_transient` does not retry a timeout for the same reason.
+    # One attempt each within the command's budget (aws.cli_budget): `Backoff` retries, so
+    # every retry is paced, counted and backs off, whatever botocore's own modes would do.
     config = aws.cli_config(attempts=1, max_pool_connections=concurrency + 4)
     return (
         aws.client("cognito-idp", config=config, region_name=region),
@@ -215,7 +283,8 @@ def clients(region: str, concurrency: int = DEFAULT_CONCURRENCY) -> tuple[Any, A
 # --- what is kept per row ----------------------------------------------------------------
 
 _NO_EMAIL = 0
-_TIMESTAMP_BYTES = 24  # len("2026-01-31T12:00:00.000Z")
+# What reconcile compares: the identity a sign-in refreshes, and Cognito's enabled flag.
+COMPARED_FIELDS = (*schema.IDENTITY_FIELDS, schema.COGNITO_ENABLED)
 
 
 def _digest(value: Any, size: int = 8) -> bytes:
@@ -223,12 +292,19 @@ def _digest(value: Any, size: int = 8) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).digest()
 
 
-def _identity_of_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {f: row[f] for f in schema.IDENTITY_FIELDS if f in row}
+def _compared_of_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    compared = {f: row[f] for f in schema.IDENTITY_FIELDS if f in row}
+    # Absent means enabled (docs/record.md): the trigger writes no flag.
+    compared[schema.COGNITO_ENABLED] = row.get(schema.COGNITO_ENABLED) is not False
+    return compared
 
 
-def _identity_digest(identity: Mapping[str, Any]) -> bytes:
-    return _digest([[f, identity[f]] for f in schema.IDENTITY_FIELDS if f in identity])
+def _compared_of_user(identity: Mapping[str, Any], enabled: bool) -> dict[str, Any]:
+    return {**identity, schema.COGNITO_ENABLED: enabled}
+
+
+def _identity_digest(compared: Mapping[str, Any]) -> bytes:
+    return _digest([[f, compared[f]] for f in COMPARED_FIELDS if f in compared])
 
 
 def _email_digest(identity: Mapping[str, Any]) -> int:
@@ -239,45 +315,96 @@ def _email_digest(identity: Mapping[str, Any]) -> int:
     return int.from_bytes(_digest(email), "big") or 1
 
 
-# Per identity field, enough to name which fields differ in the report: with one byte, one
+# Per compared field, enough to name which fields differ in the report: with one byte, one
 # changed field in 256 kept its hint and the report said only "identity".
 HINT_BYTES = 2
 
 
-def _hints(identity: Mapping[str, Any]) -> bytes:
+def _hints(compared: Mapping[str, Any]) -> bytes:
     return b"".join(
-        _digest([f, f in identity, identity.get(f)], HINT_BYTES) for f in schema.IDENTITY_FIELDS
+        _digest([f, f in compared, compared.get(f)], HINT_BYTES) for f in COMPARED_FIELDS
     )
 
 
-def _differing(hints: bytes, identity: Mapping[str, Any]) -> list[str]:
-    mine = _hints(identity)
+def _differing(hints: bytes, compared: Mapping[str, Any]) -> list[str]:
+    mine = _hints(compared)
     return [
         f
-        for i, f in enumerate(schema.IDENTITY_FIELDS)
+        for i, f in enumerate(COMPARED_FIELDS)
         if hints[i * HINT_BYTES : (i + 1) * HINT_BYTES]
         != mine[i * HINT_BYTES : (i + 1) * HINT_BYTES]
     ]
 
 
-@dataclass
-class TableIndex:
-    """The table, as reconcile needs it: per user id the row's digests and `updatedAt`.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    A row's entry packs its identity digest (8 bytes), email digest (8), field hints (2 a
-    field) and `updatedAt` (24 ASCII characters) into one bytes object; a row whose `updatedAt` is
-    missing or unusual keeps it in `odd_updated_at` instead.
+
+def _packed_timestamp(value: Any) -> int | None:
+    """`updatedAt` as milliseconds since 1970 when that gives back exactly the same text."""
+    if not isinstance(value, str) or len(value) != 24 or not value.endswith("Z"):
+        return None
+    try:
+        moment = datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:
+        return None
+    millis = (moment - _EPOCH) // timedelta(milliseconds=1)
+    return millis if _timestamp_text(millis) == value else None
+
+
+def _timestamp_text(millis: int) -> str:
+    return schema.format_timestamp(_EPOCH + timedelta(milliseconds=millis))
+
+
+class TableIndex:
+    """The table, as reconcile needs it: per row a fixed 53-byte record, never the row.
+
+    A record packs the user id (a Cognito sub as its 16 UUID bytes), the digest of the compared
+    fields (8), the email digest (8), two hint bytes per compared field (12), `updatedAt` as
+    milliseconds (8) and a flags byte. Records sit end to end in one `bytearray`, found through
+    an open-addressing table of 4-byte record numbers; email digests sit in a second one.
+    Python objects per row (a dict entry, a `str`, a `bytes`) cost ≈ 230 bytes where this costs
+    ≈ 75 at 10 M rows (bench/reconcile_memory.py). The rare id that is not a UUID, and an
+    `updatedAt` that is not in the canonical form, are kept in small dictionaries beside.
     """
 
-    rows: dict[str, bytes] = field(default_factory=dict)
-    odd_updated_at: dict[str, Any] = field(default_factory=dict)
-    emails: array[int] = field(default_factory=lambda: array("Q"))
-    count: int = 0
-    # Rows marked deleted: counted, a few ids kept for the report, never indexed as users.
-    erased: int = 0
-    erased_examples: list[str] = field(default_factory=list)
+    _IDENT, _EMAIL, _HINTS = 16, 24, 32
+    _UPDATED = _HINTS + HINT_BYTES * len(COMPARED_FIELDS)
+    _FLAGS = _UPDATED + 8
+    SIZE = _FLAGS + 1
+    _SEEN, _ODD_TIME, _HAS_FLAG, _PACKED = 1, 2, 4, 8
+    _LOAD = 0.7
 
-    _HINTS_END = 8 + 8 + HINT_BYTES * len(schema.IDENTITY_FIELDS)
+    def __init__(self, expected: int = 0) -> None:
+        self._records = bytearray()
+        self._number = 0  # records held
+        self._slots = self._empty_slots(expected)
+        self._emails = self._empty_emails(expected)
+        self._email_count = 0
+        self._odd_ids: dict[str, int] = {}  # ids that are not UUIDs → record number
+        self._odd_names: dict[int, str] = {}
+        self.odd_updated_at: dict[int, Any] = {}
+        self.count = 0  # rows read, erased ones included
+        # Rows marked deleted: counted, a few ids kept for the report, never indexed as users.
+        self.erased = 0
+        self.erased_examples: list[str] = []
+
+    @staticmethod
+    def _capacity(expected: int) -> int:
+        capacity = 1024
+        while capacity * TableIndex._LOAD < expected:
+            capacity *= 2
+        return capacity
+
+    def _empty_slots(self, expected: int) -> array[int]:
+        return array("I", bytes(4 * self._capacity(expected)))
+
+    def _empty_emails(self, expected: int) -> array[int]:
+        return array("Q", bytes(8 * self._capacity(expected)))
+
+    def __len__(self) -> int:
+        return self._number
+
+    # --- building --------------------------------------------------------------------
 
     def add(self, row: Mapping[str, Any]) -> None:
         uid = row.get("user_id")
@@ -289,44 +416,157 @@ class TableIndex:
             if len(self.erased_examples) < DEFAULT_EXAMPLES * 10:
                 self.erased_examples.append(uid)
             return
-        identity = _identity_of_row(row)
-        email = _email_digest(identity)
-        packed = _identity_digest(identity) + email.to_bytes(8, "big") + _hints(identity)
-        updated = row.get("updatedAt")
-        if isinstance(updated, str) and len(updated) == _TIMESTAMP_BYTES and updated.isascii():
-            packed += updated.encode("ascii")
+        compared = _compared_of_row(row)
+        email = _email_digest(compared)
+        flags = self._HAS_FLAG if schema.COGNITO_ENABLED in row else 0
+        millis = _packed_timestamp(row.get("updatedAt"))
+        number = self._number
+        if millis is None:
+            flags |= self._ODD_TIME
+            self.odd_updated_at[number] = row.get("updatedAt")
+        key = pack_key(uid)
+        if key is None:
+            self._odd_ids[uid] = number
+            self._odd_names[number] = uid
+            key = bytes(16)
         else:
-            self.odd_updated_at[uid] = updated
-        self.rows[uid] = packed
+            flags |= self._PACKED
+        self._records += (
+            key
+            + _identity_digest(compared)
+            + email.to_bytes(8, "big")
+            + _hints(compared)
+            + (millis or 0).to_bytes(8, "big", signed=True)
+            + bytes((flags,))
+        )
+        self._number += 1
+        if flags & self._PACKED:
+            self._insert(key, number)
         if email != _NO_EMAIL:
-            self.emails.append(email)
+            self._add_email(email)
 
     def seal(self) -> None:
-        """Sort the email digests, for `has_email`."""
-        self.emails = array("Q", sorted(self.emails))
+        """Nothing left to do once every row is in (kept for callers that build in stages)."""
+
+    def _insert(self, key: bytes, number: int) -> None:
+        if self._number > len(self._slots) * self._LOAD:
+            self._grow()
+        mask = len(self._slots) - 1
+        at = hash(key) & mask
+        while self._slots[at]:
+            at = (at + 1) & mask
+        self._slots[at] = number + 1
+
+    def _grow(self) -> None:
+        self._slots = array("I", bytes(8 * len(self._slots)))
+        mask = len(self._slots) - 1
+        size, records = self.SIZE, self._records
+        for number in range(self._number):
+            start = number * size
+            if records[start + self._FLAGS] & self._PACKED:
+                at = hash(bytes(records[start : start + 16])) & mask
+                while self._slots[at]:
+                    at = (at + 1) & mask
+                self._slots[at] = number + 1
+
+    def _add_email(self, email: int) -> None:
+        if self._email_count + 1 > len(self._emails) * self._LOAD:
+            old = self._emails
+            self._emails = array("Q", bytes(16 * len(old)))
+            self._email_count = 0
+            for known in old:
+                if known:
+                    self._add_email(known)
+        mask = len(self._emails) - 1
+        at = email & mask
+        while self._emails[at]:
+            if self._emails[at] == email:
+                return
+            at = (at + 1) & mask
+        self._emails[at] = email
+        self._email_count += 1
+
+    # --- reading ---------------------------------------------------------------------
 
     def has_email(self, email: int) -> bool:
         if email == _NO_EMAIL:
             return False
-        at = bisect_left(self.emails, email)
-        return at < len(self.emails) and self.emails[at] == email
+        mask = len(self._emails) - 1
+        at = email & mask
+        while self._emails[at]:
+            if self._emails[at] == email:
+                return True
+            at = (at + 1) & mask
+        return False
 
-    @staticmethod
-    def identity_digest(packed: bytes) -> bytes:
-        return packed[:8]
+    def find(self, uid: str) -> int | None:
+        """The record number of the row of `uid`, or None when the table has none."""
+        key = pack_key(uid)
+        if key is None:
+            return self._odd_ids.get(uid)
+        mask = len(self._slots) - 1
+        at = hash(key) & mask
+        size = self.SIZE
+        while slot := self._slots[at]:
+            start = (slot - 1) * size
+            if self._records[start : start + 16] == key:
+                return slot - 1
+            at = (at + 1) & mask
+        return None
 
-    @staticmethod
-    def email_digest(packed: bytes) -> int:
-        return int.from_bytes(packed[8:16], "big")
+    def take(self, uid: str) -> int | None:
+        """`find`, and mark the row seen: its user is in the pool, so it is no orphan."""
+        number = self.find(uid)
+        if number is not None:
+            self._records[number * self.SIZE + self._FLAGS] |= self._SEEN
+        return number
 
-    def hints(self, packed: bytes) -> bytes:
-        return packed[16 : self._HINTS_END]
+    def forget_seen(self) -> None:
+        """Every row unseen again (a listing that starts over)."""
+        for number in range(self._number):
+            self._records[number * self.SIZE + self._FLAGS] &= ~self._SEEN & 0xFF
 
-    def updated_at(self, uid: str, packed: bytes) -> str | None:
-        if len(packed) > self._HINTS_END:
-            return packed[self._HINTS_END :].decode("ascii")
-        odd = self.odd_updated_at.get(uid)
-        return odd if isinstance(odd, str) else None
+    def unseen(self) -> Iterator[tuple[str, int]]:
+        """(user id, record number) of each row whose user was not listed."""
+        size, records = self.SIZE, self._records
+        for number in range(self._number):
+            start = number * size
+            flags = records[start + self._FLAGS]
+            if flags & self._SEEN:
+                continue
+            if flags & self._PACKED:
+                yield unpack_key(bytes(records[start : start + 16])), number
+            else:
+                yield self._odd_names[number], number
+
+    def unseen_count(self) -> int:
+        size, flags_at = self.SIZE, self._FLAGS
+        return sum(
+            1 for n in range(self._number) if not self._records[n * size + flags_at] & self._SEEN
+        )
+
+    def _field(self, number: int, start: int, end: int) -> bytes:
+        base = number * self.SIZE
+        return bytes(self._records[base + start : base + end])
+
+    def identity_digest(self, number: int) -> bytes:
+        return self._field(number, self._IDENT, self._EMAIL)
+
+    def email_digest(self, number: int) -> int:
+        return int.from_bytes(self._field(number, self._EMAIL, self._HINTS), "big")
+
+    def hints(self, number: int) -> bytes:
+        return self._field(number, self._HINTS, self._UPDATED)
+
+    def has_enabled_flag(self, number: int) -> bool:
+        return bool(self._records[number * self.SIZE + self._FLAGS] & self._HAS_FLAG)
+
+    def updated_at(self, number: int) -> str | None:
+        if self._records[number * self.SIZE + self._FLAGS] & self._ODD_TIME:
+            odd = self.odd_updated_at.get(number)
+            return odd if isinstance(odd, str) else None
+        millis = int.from_bytes(self._field(number, self._UPDATED, self._FLAGS), "big", signed=True)
+        return _timestamp_text(millis)
 
 
 # --- the report --------------------------------------------------------------------------
@@ -369,9 +609,14 @@ class Report:
     erasure_policy: str | None = None  # with --erase-orphans
     list_requests: int = 0
     retries: int = 0
+    throttled: int = 0  # ListUsers calls refused for their rate
+    lowest_rate: float = 0.0  # the rate it slowed to (the rate asked for when never throttled)
+    resumed_at_page: int = 0  # the page an earlier run's checkpoint resumed at (0: a fresh run)
+    listing_restarts: int = 0  # pagination tokens refused: the listing started over
     table_seconds: float = 0.0  # reading the table
     pool_seconds: float = 0.0  # listing the pool (with the writes it queued meanwhile)
     seconds: float = 0.0
+    complete: bool = True  # False: stopped for time after a checkpoint; the next run goes on
     examples: list[Example] = field(default_factory=list)
     examples_per_category: int = DEFAULT_EXAMPLES
 
@@ -398,6 +643,30 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Take back the counts and examples a checkpoint saved (an earlier part of this run)."""
+        for f in fields(self):
+            if f.name in _RESTORED and f.name in saved:
+                setattr(self, f.name, type(getattr(self, f.name))(saved[f.name]))
+        self.examples = [Example(**e) for e in saved.get("examples") or []]
+        for example in self.examples:
+            self._shown[example.category] = self._shown.get(example.category, 0) + 1
+
+    def forget_pool(self) -> None:
+        """Forget what the listing found (it starts over); what was written stays counted."""
+        for name in _POOL_SIDE:
+            setattr(self, name, 0)
+        self.examples = [e for e in self.examples if e.category == ERASED]
+        self._shown = {ERASED: len(self.examples)} if self.examples else {}
+
+
+# What a checkpoint carries from one part of a run to the next; what the listing found.
+_POOL_SIDE = ("pool_users", "in_step", "to_create", "to_refresh", "unconfirmed", "invalid")
+_RESTORED = frozenset(
+    {*_POOL_SIDE, "created", "already_existed", "refreshed", "changed_since_read"}
+    | {"list_requests", "retries", "throttled", "listing_restarts"}
+)
 
 
 @dataclass(frozen=True)
@@ -438,6 +707,58 @@ class _Held:
         return known if isinstance(known, list) else [known]
 
 
+class _Listing:
+    """Where the listing of the pool stands: the checkpoint's state, kept up to date."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def resume(
+        self, saved: tuple[State, bytes], index: TableIndex, held: _Held, report: Report
+    ) -> None:
+        """Carry on from a checkpoint: its counts, the rows its users own, who it held."""
+        state, log = saved
+        self.state = state
+        report.restore(state.report)
+        report.resumed_at_page = state.pages + 1
+        for kind, uid, email in records(log):
+            if kind == SEEN:
+                index.take(uid)
+            else:
+                held.add(email, uid, kind == HELD_UNCONFIRMED)
+
+    def advance(self, token: str | None, appended: bytes, report: Report) -> None:
+        state = self.state
+        state.token = token
+        state.listing_done = token is None
+        state.pages += 1
+        state.log_bytes += len(appended)
+        state.report = report.as_dict()
+
+    def restart(self, index: TableIndex, held: _Held, report: Report) -> None:
+        """The listing starts over: nothing it found so far counts (its writes stay made)."""
+        report.listing_restarts += 1
+        report.forget_pool()
+        index.forget_seen()
+        held.by_email.clear()
+        held.unconfirmed.clear()
+        state = self.state
+        state.token, state.listing_done, state.pages, state.log_bytes = None, False, 0, 0
+        state.report = report.as_dict()
+
+
+def _token_refused(exc: ClientError) -> bool:
+    """Cognito's answer to a pagination token it no longer takes.
+
+    "Paging marker … is invalid for request …", an InvalidParameterException (reported by
+    SDK users, e.g. aws/aws-sdk-js#3705); the token's lifetime is not documented.
+    """
+    message = str(exc.response.get("Error", {}).get("Message") or "").lower()
+    return aws.error_code(exc) == "InvalidParameterException" and (
+        "paging marker" in message or "pagination" in message
+    )
+
+
 # --- the run -----------------------------------------------------------------------------
 
 
@@ -458,6 +779,9 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         backoff: Backoff | None = None,
+        checkpoints: Checkpoints | None = None,
+        restart: bool = False,
+        out_of_time: Callable[[], bool] | None = None,
     ) -> None:
         if not 0 < rate <= LIST_USERS_QUOTA:
             raise ValueError(f"rate must be above 0 and at most {LIST_USERS_QUOTA:g} requests/s")
@@ -475,6 +799,9 @@ class Reconciler:
         self.limiter = TokenBucket(rate, clock=clock, sleep=sleep)
         self.cognito = PatientClient(cognito, self.backoff, self.limiter)
         self.table = UsersTable(PatientClient(table.client, self.backoff), table.name)
+        self.checkpoints = checkpoints
+        self.restart = restart
+        self._out_of_time = out_of_time or (lambda: False)
 
     # --- the whole run ---------------------------------------------------------------
 
@@ -488,7 +815,13 @@ class Reconciler:
     ) -> Report:
         """Compare, and with `apply` heal. Orphans are deleted (`delete_orphans`) or erased
         by the policy `erase_orphans` only with `apply` and `confirm_delete(count)` returning
-        True, and each only once Cognito confirms its user is gone."""
+        True, and each only once Cognito confirms its user is gone.
+
+        With `checkpoints`, the run resumes where an earlier one with the same pool, table
+        and mode stopped (unless `restart`), saves its place after each page, and forgets it
+        once done. When `out_of_time()` says so after a page, it stops there with
+        `report.complete` false: the next run goes on from that page.
+        """
         if delete_orphans and erase_orphans is not None:
             raise ValueError("delete orphans or erase them, not both")
         started = self._clock()
@@ -500,19 +833,22 @@ class Reconciler:
             examples_per_category=self.examples,
         )
         estimate = self._estimated_users()
+        saved = self._saved(apply)
         index = self._index_table()
         report.rows = index.count
         report.erased = index.erased
         for uid in index.erased_examples:
             report.example(ERASED, uid, "its user was deleted; erased")
         report.table_seconds = round(self._clock() - started, 3)
+        listing = _Listing(State(self.user_pool_id, self.table.name, apply))
         held = _Held()
+        if saved is not None:
+            listing.resume(saved, index, held, report)
         with _Writer(self.concurrency if apply else 0, report, self._progress) as writer:
-            for page in self._pool_pages(report):
-                for user in page:
-                    self._sort(user, index, held, report, writer)
-                self._progress(ProgressEvent("pool", report.pool_users, estimate))
-            writer.drain()
+            if not listing.state.listing_done:
+                self._list_pool(listing, index, held, report, writer, estimate)
+                if not listing.state.listing_done:
+                    return self._finished(report, started, complete=False)
             report.pool_seconds = round(self._clock() - started - report.table_seconds, 3)
             self._settle(index, held, report, writer)
             writer.drain()
@@ -520,15 +856,43 @@ class Reconciler:
                 report.erasure_policy = str(erase_orphans) if erase_orphans else None
                 self._delete_orphans(index, held, report, writer, confirm_delete, erase_orphans)
                 writer.drain()
-        report.retries = self.backoff.retries
+        if self.checkpoints is not None:
+            self.checkpoints.clear()
+        return self._finished(report, started, complete=True)
+
+    def _finished(self, report: Report, started: float, *, complete: bool) -> Report:
+        report.complete = complete
+        report.retries += self.backoff.retries
+        report.throttled += self.limiter.throttled_calls
+        report.lowest_rate = round(self.limiter.lowest, 3)
         report.seconds = round(self._clock() - started, 3)
         return report
+
+    def _saved(self, apply: bool) -> tuple[State, bytes] | None:
+        """The checkpoint of an earlier run of this pool, table and mode, if any."""
+        if self.checkpoints is None:
+            return None
+        if self.restart:
+            self.checkpoints.clear()
+            return None
+        saved = self.checkpoints.load()
+        if saved is None:
+            return None
+        state = saved[0]
+        if (state.user_pool_id, state.table, state.applying) != (
+            self.user_pool_id,
+            self.table.name,
+            apply,
+        ):
+            return None  # another run's: never mixed with this one
+        return saved
 
     # --- stage 1: the table ------------------------------------------------------------
 
     def _index_table(self) -> TableIndex:
-        index = TableIndex()
-        total = self._estimated_rows() if self._showing_progress else None
+        estimate = self._estimated_rows()
+        index = TableIndex(expected=estimate or 0)
+        total = estimate if self._showing_progress else None
         for page in self.table.pages(TABLE_PAGE_SIZE):
             for row in page:
                 index.add(row)
@@ -537,7 +901,8 @@ class Reconciler:
         return index
 
     def _estimated_rows(self) -> int | None:
-        """DynamoDB's item count (refreshed every few hours): only a progress bar's total."""
+        """DynamoDB's item count (refreshed every few hours): a progress bar's total, and the
+        index's first size."""
         try:
             answer = self.table.client.describe_table(TableName=self.table.name)
         except (ClientError, BotoCoreError):
@@ -558,26 +923,64 @@ class Reconciler:
         count = answer.get("UserPool", {}).get("EstimatedNumberOfUsers")
         return int(count) if isinstance(count, int) else None
 
-    def _pool_pages(self, report: Report) -> Iterator[list[dict[str, Any]]]:
-        """Every user of the pool, a page at a time.
+    def _list_pool(
+        self,
+        listing: _Listing,
+        index: TableIndex,
+        held: _Held,
+        report: Report,
+        writer: _Writer,
+        estimate: int | None,
+    ) -> None:
+        """Every user of the pool, a page at a time, each page checkpointed once its writes
+        have landed; returns early when out of time (the listing is then not done).
 
         A page may be short or even empty while more remain: only the absence of a
         `PaginationToken` ends the listing.
         """
-        kwargs: dict[str, Any] = {"UserPoolId": self.user_pool_id, "Limit": PAGE_LIMIT}
-        while True:
-            try:
-                answer = self.cognito.list_users(**kwargs)
-            except ClientError as exc:
-                if aws.error_code(exc) == "ResourceNotFoundException":
-                    raise PoolNotFound(self.user_pool_id) from exc
-                raise
-            report.list_requests += 1
-            yield list(answer.get("Users") or [])
-            token = answer.get("PaginationToken")
-            if not token:
+        while not listing.state.listing_done:
+            answer = self._page(listing.state.token, listing, index, held, report)
+            if answer is None:
+                continue  # the token was refused: the listing starts over
+            appended = bytearray()
+            for user in answer.get("Users") or []:
+                appended += self._sort(user, index, held, report, writer)
+            writer.drain()  # what the checkpoint covers must have landed
+            listing.advance(answer.get("PaginationToken") or None, bytes(appended), report)
+            if self.checkpoints is not None:
+                self.checkpoints.save(listing.state, bytes(appended))
+            self._progress(ProgressEvent("pool", report.pool_users, estimate))
+            if not listing.state.listing_done and self._out_of_time():
                 return
+
+    def _page(
+        self,
+        token: str | None,
+        listing: _Listing,
+        index: TableIndex,
+        held: _Held,
+        report: Report,
+    ) -> dict[str, Any] | None:
+        """One ListUsers page; None when Cognito refused the token (the listing was reset)."""
+        kwargs: dict[str, Any] = {"UserPoolId": self.user_pool_id, "Limit": PAGE_LIMIT}
+        if token:
             kwargs["PaginationToken"] = token
+        try:
+            answer: dict[str, Any] = self.cognito.list_users(**kwargs)
+        except ClientError as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                raise PoolNotFound(self.user_pool_id) from exc
+            if token and _token_refused(exc) and report.listing_restarts < MAX_RESTARTS:
+                # Its lifetime is undocumented (it carries the time of the first request):
+                # a fresh listing is the only safe way on. Writes already made are kept;
+                # what the listing found is counted again from the start.
+                listing.restart(index, held, report)
+                if self.checkpoints is not None:
+                    self.checkpoints.save(listing.state, b"")
+                return None
+            raise
+        report.list_requests += 1
+        return answer
 
     def _sort(
         self,
@@ -586,43 +989,52 @@ class Reconciler:
         held: _Held,
         report: Report,
         writer: _Writer,
-    ) -> None:
-        """Put one pool user in its category, and queue the write it needs."""
+    ) -> bytes:
+        """Put one pool user in its category, and queue the write it needs; the user's
+        seen-log record for the checkpoint."""
         report.pool_users += 1
         attributes = {a["Name"]: a.get("Value") for a in user.get("Attributes") or []}
         uid = schema.user_id(attributes)
         status = str(user.get("UserStatus") or "")
         username = str(user.get("Username") or uid or "")
+        # ListUsers says whether each user is enabled; a missing flag is Cognito's default.
+        enabled = user.get("Enabled") is not False
         if uid is None:
             report.invalid += 1
             report.example(INVALID, "(none)", "a user without a sub")
-            return
+            return b""
         identity = schema.identity(attributes, username)
-        packed = index.rows.pop(uid, None)
-        if packed is not None:
+        compared = _compared_of_user(identity, enabled)
+        number = index.take(uid)
+        if number is not None:
             if status == UNCONFIRMED:
                 report.unconfirmed += 1
                 report.example(UNCONFIRMED_USER, uid, "has a row; left alone")
-            elif index.identity_digest(packed) == _identity_digest(identity):
+            elif index.identity_digest(number) == _identity_digest(compared):
                 report.in_step += 1
             else:
                 report.to_refresh += 1
-                fields = _differing(index.hints(packed), identity)
-                report.example(TO_REFRESH, uid, "differs: " + (", ".join(fields) or "identity"))
-                writer.refresh(self.table, uid, identity, index.updated_at(uid, packed))
-            return
+                differing = _differing(index.hints(number), compared)
+                report.example(TO_REFRESH, uid, "differs: " + (", ".join(differing) or "identity"))
+                # The flag is written where it says something: a disabled user, or a row
+                # that has one (a row without it reads as enabled).
+                flag = enabled if not enabled or index.has_enabled_flag(number) else None
+                writer.refresh(self.table, uid, identity, index.updated_at(number), flag)
+            return record(SEEN, uid)
         email = _email_digest(identity)
         if index.has_email(email):
             # Maybe the same person under a new sub: decided once every row is accounted for.
             held.add(email, uid, status == UNCONFIRMED)
-            return
-        self._missing(uid, username, status, attributes, report, writer)
+            return record(HELD_UNCONFIRMED if status == UNCONFIRMED else HELD, uid, email)
+        self._missing(uid, username, status, enabled, attributes, report, writer)
+        return record(SEEN, uid)
 
     def _missing(
         self,
         uid: str,
         username: str,
         status: str,
+        enabled: bool,
         attributes: Mapping[str, Any],
         report: Report,
         writer: _Writer,
@@ -641,8 +1053,12 @@ class Reconciler:
             report.invalid += 1
             report.example(INVALID, uid, "cannot make a valid row: " + _fields_of(exc))
             return
+        if not enabled:
+            item[schema.COGNITO_ENABLED] = False  # without it the row would read as enabled
         report.to_create += 1
-        report.example(TO_CREATE, uid, status or "status unknown")
+        report.example(
+            TO_CREATE, uid, (status or "status unknown") + ("" if enabled else ", disabled")
+        )
         writer.create(self.table, item)
 
     # --- stage 4: settle ---------------------------------------------------------------
@@ -650,8 +1066,8 @@ class Reconciler:
     def _settle(self, index: TableIndex, held: _Held, report: Report, writer: _Writer) -> None:
         """Rows never seen are orphans or moved; users held back are created after all."""
         matched: set[int] = set()
-        for uid, packed in index.rows.items():
-            email = index.email_digest(packed)
+        for uid, number in index.unseen():
+            email = index.email_digest(number)
             new_ids = held.users(email)
             if new_ids:
                 report.moved += 1
@@ -679,7 +1095,8 @@ class Reconciler:
                     attributes = {a["Name"]: a.get("Value") for a in user.get("Attributes") or []}
                     username = str(user.get("Username") or uid)
                     status = str(user.get("UserStatus") or "")
-                    self._missing(uid, username, status, attributes, report, writer)
+                    enabled = user.get("Enabled") is not False
+                    self._missing(uid, username, status, enabled, attributes, report, writer)
             self._progress(ProgressEvent("settle", done, len(leftover)))
 
     def _user_by_sub(self, uid: str) -> dict[str, Any] | None:
@@ -730,8 +1147,8 @@ class Reconciler:
             report.orphans_kept = report.orphans
             return
         done = 0
-        for uid, packed in index.rows.items():
-            if held.users(index.email_digest(packed)):
+        for uid, number in index.unseen():
+            if held.users(index.email_digest(number)):
                 continue  # moved, not orphaned: its app data is still someone's
             done += 1
             if policy is not None:
@@ -739,7 +1156,7 @@ class Reconciler:
             elif self._still_in_pool(uid):
                 report.orphans_kept += 1
             else:
-                writer.delete(self.table, uid, index.updated_at(uid, packed))
+                writer.delete(self.table, uid, index.updated_at(number))
             self._progress(ProgressEvent("orphans", done, report.orphans))
 
     def _erase_orphan(
@@ -811,12 +1228,17 @@ class _Writer:
         self._submit("create", table.create_if_absent, item)
 
     def refresh(
-        self, table: UsersTable, uid: str, identity: Mapping[str, Any], updated_at: str | None
+        self,
+        table: UsersTable,
+        uid: str,
+        identity: Mapping[str, Any],
+        updated_at: str | None,
+        enabled: bool | None = None,
     ) -> None:
         self._submit(
             "refresh",
             lambda: table.refresh_identity(
-                uid, identity, read_updated_at=updated_at, timestamp=schema.now()
+                uid, identity, read_updated_at=updated_at, timestamp=schema.now(), enabled=enabled
             ),
         )
 

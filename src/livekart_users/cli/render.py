@@ -701,6 +701,27 @@ def reconcile_examples(report: Any) -> Table | None:
     return table
 
 
+def reconcile_notes(report: Any) -> list[str]:
+    """What the run went through: a resumed checkpoint, a restarted listing, throttling."""
+    notes = []
+    if report.resumed_at_page:
+        notes.append(
+            f"Resumed at page {report.resumed_at_page} from the checkpoint of an earlier run "
+            "(--restart to start over)."
+        )
+    if report.listing_restarts:
+        notes.append(
+            f"Cognito refused a pagination token {report.listing_restarts} time(s): the "
+            "listing started over from the first page (counts are of the last listing)."
+        )
+    if report.throttled:
+        notes.append(
+            f"Throttled {report.throttled} time(s): slowed to {report.lowest_rate:g} "
+            "ListUsers requests/s, leaving the shared quota to others."
+        )
+    return notes
+
+
 def print_reconcile(console: Console, report: Any) -> None:
     heading = wrapped(reconcile_heading(report), console.width)
     print_lines(console, [_text(line, style="bold") for line in heading])
@@ -723,6 +744,8 @@ def print_reconcile(console: Console, report: Any) -> None:
         f"at most {report.rate:g}/s); {report.retries} retries after throttling or errors; "
         f"{report.seconds:.1f} s in all"
     )
+    for note in reconcile_notes(report):
+        console.print(note)
     if not report.applied and (report.to_create or report.to_refresh):
         console.print("Nothing was changed: run again with [bold]--apply[/bold] to heal the table.")
 

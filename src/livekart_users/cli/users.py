@@ -310,6 +310,12 @@ _status_command("activate", "active", "Mark a user active in the table.")
     help="Examples shown per category.",
 )
 @extra_fields_option
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Start over instead of resuming where an interrupted run of this pool, table and "
+    "mode stopped.",
+)
 @table_options
 @json_option("Print the summary as JSON.")
 @friendly_errors
@@ -324,6 +330,7 @@ def reconcile_command(
     concurrency: int,
     examples: int,
     extra_fields: str | None,
+    restart: bool,
     table: str | None,
     region: str | None,
     local_dir: Path | None,
@@ -335,9 +342,11 @@ def reconcile_command(
     or whose write failed) exactly as the trigger would, and refreshes identity attributes
     that differ from Cognito, without touching app data or lastLoginAt. Reports rows whose
     user is gone (orphans), users who came back with a new sub (moved), and unconfirmed
-    users. Safe to interrupt and to run again.
+    users. Safe to interrupt: the next run resumes at the page where it stopped (a
+    checkpoint per page in the user's state directory), unless --restart.
     """
     from livekart_users import reconcile
+    from livekart_users.checkpoint import FileCheckpoints
 
     if delete_orphans and erase_orphans:
         raise click.UsageError("--delete-orphans and --erase-orphans: choose one")
@@ -370,6 +379,8 @@ def reconcile_command(
             examples=examples,
             extra_fields=extra,
             on_progress=bars.update if bars.enabled else None,
+            checkpoints=FileCheckpoints(user_pool_id, table, apply),
+            restart=restart,
         )
     if as_json:
         click.echo(render.to_json(report.as_dict()))
