@@ -86,14 +86,14 @@ def measure(size: int) -> dict[str, Any]:
         if i % 100 == 0:
             attrs["name"] = "Renamed"
         identity = schema.identity(attrs, sub)
-        compared = reconcile._compared_of_user(identity, True)  # noqa: SLF001
+        compared = reconcile._compared_of_user(identity, True)
         number = index.take(sub)
         assert number is not None
-        if index.identity_digest(number) == reconcile._identity_digest(compared):  # noqa: SLF001
+        if index.identity_digest(number) == reconcile._identity_digest(compared):
             in_step += 1
         else:
             differ += 1
-            reconcile._differing(index.hints(number), compared)  # noqa: SLF001
+            reconcile._differing(index.hints(number), compared)
             index.updated_at(number)
     sorted_seconds = time.monotonic() - started
     assert differ == -(-size // 100) and in_step + differ == size
