@@ -132,6 +132,33 @@ def test_header_names_are_matched_whatever_their_case(
     ) == ("SignUp")
 
 
+class _KeepAliveHandler(_UpstreamHandler):
+    protocol_version = "HTTP/1.1"  # as cognito-local (Node's HTTP server) answers
+
+    def do_POST(self) -> None:
+        self.server.ports.add(self.client_address[1])  # type: ignore[attr-defined]
+        super().do_POST()
+
+
+def test_the_proxy_keeps_its_connection_to_cognito_local_alive() -> None:
+    # A connection per request cost a connect and a close on every call.
+    upstream = Upstream()
+    upstream.RequestHandlerClass = _KeepAliveHandler
+    upstream.ports = set()  # type: ignore[attr-defined]
+    server = CognitoProxy(processes.free_port(), upstream.server_address[1])
+    for each in (upstream, server):
+        threading.Thread(target=each.serve_forever, daemon=True).start()
+    try:
+        answers = [call(server, "ListUsers", {"n": i}) for i in range(5)]
+        answers += [call(server, "SignUp", {"n": i}) for i in range(5)]
+        assert [status for status, _ in answers] == [200] * 10
+        assert len(upstream.ports) == 1  # type: ignore[attr-defined]
+    finally:
+        for each in (server, upstream):
+            each.shutdown()
+            each.server_close()
+
+
 @pytest.mark.parametrize(
     ("operation", "writes"),
     [
