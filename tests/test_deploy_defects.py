@@ -9,8 +9,17 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from livekart_users.deploy import models, template, trail
+from livekart_users.deploy import models, planner, template, trail
+from livekart_users.deploy.clients import Clients
 
+from .test_deploy import (  # noqa: F401 (fixture)
+    CODE,
+    clients,
+    guide_setup,
+    make_pool,
+    managed_policies,
+    target_for,
+)
 from .test_template import SAMPLE, resolve
 
 REGION = "eu-west-1"
@@ -148,3 +157,29 @@ def test_arns_carry_the_regions_partition(region: str, partition: str) -> None:
     assert {arn.split(":")[1] for arn in arns} == {partition}
     resources = [s["Resource"] for s in models.change_role_policy(target)["Statement"]]
     assert all(r.startswith(f"arn:{partition}:") for r in resources)
+
+
+# --- 7. adopting the guide's nodejs18.x function ------------------------------------------
+
+
+def test_adopting_a_nodejs_function_changes_its_runtime_before_its_code(
+    managed_policies: None, clients: Clients
+) -> None:
+    pool_id = make_pool(clients)
+    guide_setup(clients, pool_id)
+    plan = planner.plan_deploy(target_for(pool_id), clients, code=CODE)
+    calls = [
+        c.operation
+        for s in plan.steps
+        for c in s.calls
+        if c.params.get("FunctionName") == models.DEFAULT_FUNCTION
+        and c.operation.startswith("update_function_")
+    ]
+    assert calls == ["update_function_configuration", "update_function_code"]
+    [configure] = [
+        c for s in plan.steps for c in s.calls if c.operation == "update_function_configuration"
+    ]
+    assert (configure.params["Runtime"], configure.params["Handler"]) == (
+        models.RUNTIME,
+        models.HANDLER,
+    )

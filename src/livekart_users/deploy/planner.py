@@ -527,6 +527,19 @@ def _plan_function(
         ]
     code_diff, settings_diff = _code_differences(latest["Configuration"], fn, sha)
     steps: list[Step] = []
+    # Configuration (runtime, handler) first: after a runtime's "block function update" date
+    # Lambda refuses updates to a function still on it (Lambda's runtime deprecation policy),
+    # the guide's nodejs18.x included; moved to python3.13 first, its code can then change.
+    # The pool runs the alias meanwhile, never this half-updated $LATEST.
+    if settings_diff:
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                "; ".join(settings_diff),
+                (Call("lambda_", "update_function_configuration", _configuration(fn)), wait),
+            )
+        )
     if code_diff:
         update = {
             "FunctionName": fn.name,
@@ -539,15 +552,6 @@ def _plan_function(
                 UPDATE,
                 "; ".join(code_diff),
                 (Call("lambda_", "update_function_code", update), wait),
-            )
-        )
-    if settings_diff:
-        steps.append(
-            Step(
-                name,
-                UPDATE,
-                "; ".join(settings_diff),
-                (Call("lambda_", "update_function_configuration", _configuration(fn)), wait),
             )
         )
     if not tagged(latest.get("Tags")):
