@@ -459,3 +459,17 @@ def test_activity_is_newest_first_and_shows_the_cold_start(
         for i in everything["invocations"]
         if i["function"] == "trigger" and i["seq"] != 1
     )
+
+
+def test_the_stack_answers_list_users_in_pages_as_cognito_does(stack_env: LocalStack) -> None:
+    for _ in range(3):
+        sign_up(stack_env)
+    cognito = aws.client("cognito-idp")
+    pool = stack_env.status().user_pool_id
+    pages = list(cognito.get_paginator("list_users").paginate(UserPoolId=pool, Limit=2))
+    assert len(pages) >= 2 and all(len(p["Users"]) <= 2 for p in pages)
+    names = [u["Username"] for p in pages for u in p["Users"]]
+    assert len(names) == len(set(names))
+    assert len(names) == len(cognito.list_users(UserPoolId=pool, Limit=60)["Users"]) or (
+        len(names) > 60
+    )

@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from livekart_users.local import loopback, sign_in
+from livekart_users.local import list_users_pages, loopback, sign_in
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class CognitoProxy(ThreadingHTTPServer):
         after: Sequence[AfterHook] = (),
         upstream_timeout: float = 60.0,
         cognito_db: Path | None = None,
+        page_list_users: bool = False,
     ) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
         self.upstream_timeout = upstream_timeout
@@ -131,6 +132,8 @@ class CognitoProxy(ThreadingHTTPServer):
         self.allowed_origins = loopback.allowed_origins()
         # What cognito-local cannot answer as Cognito would (SRP sign-in, disabled users).
         self.sign_in = sign_in.SignIn(cognito_db, self.call) if cognito_db else None
+        # ListUsers in pages of at most 60, as Cognito answers it (cognito-local answers all).
+        self.pages = list_users_pages.ListUsersPages(self.call) if page_list_users else None
         super().__init__(("127.0.0.1", port), _Handler)
 
     def exchange(
@@ -144,9 +147,14 @@ class CognitoProxy(ThreadingHTTPServer):
         """Forward one request; `reply` sends the answer before the hooks run (still inside
         the lock, so they keep their order), so the caller does not wait for them."""
         name = operation(headers)
-        lock = self.write_lock if may_write(method, name) else contextlib.nullcontext()
+        writes = may_write(method, name)
+        lock = self.write_lock if writes else contextlib.nullcontext()
         with lock:
+            if writes and self.pages is not None:
+                self.pages.changed()
             here = self.sign_in.answer(name, body) if self.sign_in and method == "POST" else None
+            if here is None and self.pages is not None and method == "POST":
+                here = self.pages.answer(name, body)
             if here is not None:
                 status, answer_headers, answer = here
                 origin = header(headers, "Origin")
@@ -158,6 +166,8 @@ class CognitoProxy(ThreadingHTTPServer):
                     }
             else:
                 status, answer_headers, answer = self._forward(method, path, headers, body)
+            if writes and self.pages is not None:
+                self.pages.changed()  # what the write (and any trigger it ran) changed
             done = Exchange(method, path, name, headers, body, status, answer_headers, answer)
             if reply is not None:
                 reply(done)
@@ -322,6 +332,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
     parser.add_argument("--cognito-db", type=Path, help="cognito-local's data folder (.cognito/db)")
+    parser.add_argument(
+        "--page-list-users", action="store_true", help="answer ListUsers in pages, as Cognito"
+    )
     from livekart_users.local import change_events
 
     change_events.add_arguments(parser)
@@ -331,7 +344,11 @@ def main(argv: list[str] | None = None) -> None:
     # function, delivered by the hook (in order, while the write lock is held).
     after = change_events.hooks(args, args.upstream_port)
     CognitoProxy(
-        args.port, args.upstream_port, after=after, cognito_db=args.cognito_db
+        args.port,
+        args.upstream_port,
+        after=after,
+        cognito_db=args.cognito_db,
+        page_list_users=args.page_list_users,
     ).serve_forever()
 
 

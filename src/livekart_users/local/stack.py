@@ -503,6 +503,7 @@ class LocalStack:
             str(ports["cognito-local"]),
             "--cognito-db",
             str(self.cognito_db),
+            "--page-list-users",  # as Cognito: at most 60 a page (cognito-local answers all)
             "--changes-invoke-url",
             f"http://127.0.0.1:{ports['endpoint']}/2015-03-31/functions/"
             f"{self.settings.changes_function}/invocations",

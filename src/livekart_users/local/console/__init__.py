@@ -87,4 +87,7 @@ def open_console(
         client_id=status.client_id,
         confirmation_code=CONFIRMATION_CODE,
     )
+    # The stack's Cognito endpoint keeps the pool's listing until the next write: reading it
+    # now lets the page open at once, however large the pool.
+    cognito.list_users(UserPoolId=status.user_pool_id, Limit=1)
     return server.serve(target, Activity(stack.record_file), port=port)
