@@ -9,8 +9,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from livekart_users.deploy import models, planner, template, trail
+from livekart_users.deploy import executor, models, planner, template, trail
 from livekart_users.deploy.clients import Clients
+from livekart_users.deploy.plan import Call, Plan, Step
 
 from .test_deploy import (  # noqa: F401 (fixture)
     CODE,
@@ -183,3 +184,35 @@ def test_adopting_a_nodejs_function_changes_its_runtime_before_its_code(
         models.RUNTIME,
         models.HANDLER,
     )
+
+
+# --- 3. the first deploy races IAM --------------------------------------------------------
+
+SEND_MESSAGE = "The provided execution role does not have permissions to call SendMessage on SQS"
+
+
+def test_creating_the_change_function_waits_while_its_dead_letter_permission_propagates() -> None:
+    client, stub = stubbed("lambda")
+    fn = models.change_function(models.Target("eu-west-1_AbCdEfGhI", REGION, ACCOUNT))
+    create = {"FunctionName": fn.name, **fn.settings, "Code": {"ZipFile": b"z"}}
+    stub.add_client_error("create_function", "InvalidParameterValueException", SEND_MESSAGE)
+    stub.add_client_error("create_function", "InvalidParameterValueException", SEND_MESSAGE)
+    stub.add_response("create_function", {"FunctionName": fn.name}, create)
+    pauses: list[float] = []
+    plan = Plan(
+        models.Target("p", REGION, ACCOUNT),
+        [Step("f", "create", "", (Call("lambda_", "create_function", create),))],
+    )
+    with stub:
+        executor.apply(plan, Clients(REGION, lambda_=client), sleep=pauses.append)
+    stub.assert_no_pending_responses()
+    assert len(pauses) == 2
+
+
+def test_the_pool_is_attached_before_the_change_handler_is_planned(clients: Clients) -> None:
+    """A failure in the change handler's steps must leave sign-ups served."""
+    plan = planner.plan_deploy(target_for(make_pool(clients)), clients, code=CODE)
+    resources = [s.resource for s in plan.changes]
+    attach = next(i for i, r in enumerate(resources) if r.endswith(" triggers"))
+    change = [i for i, r in enumerate(resources) if "livekart-users-changes-" in r]
+    assert change and min(change) > attach

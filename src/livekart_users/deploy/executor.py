@@ -20,6 +20,11 @@ from livekart_users.deploy.plan import Call, Plan, Step
 from livekart_users.exceptions import LivekartUsersError
 
 ROLE_PROPAGATION_SECONDS = 60.0
+# What Lambda answers (InvalidParameterValueException) while a role made or changed moments
+# ago has not reached it: the role cannot be assumed yet, or its new policy is not seen yet —
+# for a dead-letter queue Lambda checks the role may SendMessage ("The provided execution
+# role does not have permissions to call SendMessage on SQS"). IAM is eventually consistent.
+NOT_PROPAGATED = ("cannot be assumed", "does not have permissions to call")
 # UpdateContinuousBackups right after CreateTable fails with this for a while (DynamoDB
 # documents it as retryable); about two minutes of backoff covers it.
 PITR_UNAVAILABLE = "ContinuousBackupsUnavailableException"
@@ -58,22 +63,23 @@ class Executor:
         if special is not None:
             return special(**call.params)
         client = getattr(self.clients, call.service)
-        if call.operation == "create_function":
-            return self._create_function(client, dict(call.params))
+        if call.operation in ("create_function", "update_function_configuration"):
+            return self._while_role_propagates(getattr(client, call.operation), call.params)
         return getattr(client, call.operation)(**call.params)
 
-    def _create_function(self, client: Any, params: dict[str, Any]) -> Any:
-        """CreateFunction, retried while the new role has not propagated to Lambda yet."""
+    def _while_role_propagates(self, operation: Any, params: Any) -> Any:
+        """CreateFunction or UpdateFunctionConfiguration, retried while the role (or its
+        policy) has not propagated to Lambda yet."""
         waited = 0.0
         pause = 2.0
         while True:
             try:
-                return client.create_function(**params)
+                return operation(**params)
             except Exception as exc:
-                cannot_assume = aws.error_code(exc) == "InvalidParameterValueException" and (
-                    "cannot be assumed" in str(exc)
+                propagating = aws.error_code(exc) == "InvalidParameterValueException" and any(
+                    words in str(exc) for words in NOT_PROPAGATED
                 )
-                if not cannot_assume or waited >= ROLE_PROPAGATION_SECONDS:
+                if not propagating or waited >= ROLE_PROPAGATION_SECONDS:
                     raise
             self.sleep(pause)
             waited += pause

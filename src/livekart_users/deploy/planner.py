@@ -80,13 +80,15 @@ def plan_deploy(target: Target, clients: Clients, *, code: bytes, force: bool = 
         *_plan_role(models.trigger_role(target), target, clients),
         *function_steps,
         *_alarm_steps(target, clients),
-        *_change_handler_steps(target, clients, code),
     ]
-    trail_step, notices = _trail(target, clients)
-    steps.append(trail_step)
     trigger_step, refused = _trigger_step(target, clients, settings, force, moved)
     steps.append(trigger_step)
     steps += _bare_permission_cleanup(target, bare)
+    # The change handler last: sign-ups are served once the pool is attached, and a failure
+    # here (a role still propagating past the executor's patience) leaves them served.
+    steps += _change_handler_steps(target, clients, code)
+    trail_step, notices = _trail(target, clients)
+    steps.append(trail_step)
     return Plan(target, steps, refused, notices)
 
 
