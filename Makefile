@@ -1,5 +1,6 @@
 # The two commands: `make demo` and `make test`. Both bootstrap what they need first: a
-# virtualenv with the locked Python packages (the package installed editable), then the
+# virtualenv with the locked Python packages (each file checked against its sha256 in the
+# lock: pip --require-hashes; the package itself installed editable), then the
 # emulators, through the package's own code, exactly as `livekart-users local up` would for a
 # pipx user: the npm lockfile in src/livekart_users/local/npm/ is installed (npm ci, verified)
 # into the per-user cache, or into $LIVEKART_EMULATORS_DIR.
@@ -24,7 +25,7 @@ bootstrap: $(PY_OK) emulators $(JS_OK)
 $(PY_OK): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "); run: make PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -61,12 +62,16 @@ bench-cli: bootstrap
 bench-endpoint: bootstrap
 	$(BIN)/python bench/cognito_endpoint.py --markdown
 
-# Re-lock after changing dependencies in pyproject.toml.
+# Re-lock after changing dependencies in pyproject.toml: every pin with the sha256 of each of
+# its files on the index, so that `make` installs exactly those files (--require-hashes).
+# Pins already in the lock are kept; upgrade with `make lock LOCK_ARGS=--upgrade`.
+LOCK_ARGS ?=
 lock: $(PY_OK)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	{ echo '# Locked dependencies (runtime + development), installed by `make`.'; \
-	  echo '# Regenerate: make lock  (after changing pyproject.toml)'; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^livekart'; } > requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --extra dev --generate-hashes \
+	  --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+	  -o requirements.lock pyproject.toml
+	cp requirements.lock src/livekart_users/deploy/requirements.lock  # what `package` verifies
 
 clean:
 	-$(BIN)/livekart-users local down --wipe

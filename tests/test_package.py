@@ -175,13 +175,16 @@ def test_no_native_library_for_any_platform_is_inside() -> None:
     assert not [n for n, data in files.items() if data.startswith(NATIVE_MAGIC)]
 
 
+FAKE_METADATA = b"Metadata-Version: 2.1\nName: fake-lib\nVersion: 1.0\n"
+
+
 def fake_distribution(
     site: Path, tag: str, name: str, content: bytes, *, recorded: bytes | None = None
 ) -> str:
     """`fake-lib` installed in `site`: one file, whose RECORD hash is `recorded`'s."""
     info = site / "fake_lib-1.0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-lib\nVersion: 1.0\n")
+    (info / "METADATA").write_bytes(FAKE_METADATA)
     pure = str(tag.endswith("-none-any")).lower()
     (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: {pure}\nTag: {tag}\n")
     recorded = content if recorded is None else recorded
@@ -194,33 +197,78 @@ def fake_distribution(
     return "fake-lib"
 
 
+def pinned_fake_wheel(
+    cache: Path, name: str, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, package.Pin]:
+    """The wheel of fake-lib 1.0 holding `content` at `name`, in the wheel cache, and a lock
+    that pins it by its sha256."""
+    record = {name: content, "fake_lib-1.0.dist-info/METADATA": FAKE_METADATA}
+    lines = [
+        f"{path},sha256="
+        + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        + f",{len(data)}"
+        for path, data in record.items()
+    ]
+    cache.mkdir(parents=True, exist_ok=True)
+    wheel = cache / "fake_lib-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in record.items():
+            archive.writestr(path, data)
+        archive.writestr("fake_lib-1.0.dist-info/RECORD", "\n".join(lines) + "\n")
+    monkeypatch.setattr(package, "wheel_cache", lambda: cache)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    return {"fake-lib": package.Pin("1.0", frozenset({digest}))}
+
+
 def test_a_distribution_with_native_code_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tag = "cp313-cp313-manylinux2014_x86_64"
     name = fake_distribution(tmp_path, tag, "fake_lib/_speedups.so", b"\x7fELF for x86_64")
+    pins = {"fake-lib": package.Pin("1.0", frozenset())}
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(PackagingError, match=r"fake-lib 1.0 is not pure Python .* for arm64"):
-        package.distribution_files(name, "arm64")
+        package.distribution_files(name, "arm64", pins=pins)
 
 
-def test_a_file_changed_since_installation_is_refused(
+def test_a_file_that_differs_from_the_pinned_wheel_is_refused_whatever_record_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = fake_distribution(
-        tmp_path, "py3-none-any", "fake_lib/__init__.py", b"edited = 1\n", recorded=b"x = 1\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PackagingError, match=r"fake_lib/__init__\.py differs from the file"):
-        package.distribution_files(name, "arm64")
-    # ...while the file as installed is taken as it is
-    (tmp_path / "fake_lib" / "__init__.py").write_bytes(b"x = 1\n")
-    assert dict(package.distribution_files(name, "arm64")) == {
+    pins = pinned_fake_wheel(tmp_path / "cache", "fake_lib/__init__.py", b"x = 1\n", monkeypatch)
+    site = tmp_path / "site"
+    # Edited after installation, and its installed RECORD edited to match.
+    name = fake_distribution(site, "py3-none-any", "fake_lib/__init__.py", b"edited = 1\n")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(PackagingError, match=r"fake_lib/__init__\.py differs from the file in"):
+        package.distribution_files(name, "arm64", pins=pins)
+    # ...while the file as the pinned wheel has it is taken as it is
+    (site / "fake_lib" / "__init__.py").write_bytes(b"x = 1\n")
+    assert dict(package.distribution_files(name, "arm64", pins=pins)) == {
         "fake_lib/__init__.py": b"x = 1\n",
-        "fake_lib-1.0.dist-info/METADATA": (
-            tmp_path / "fake_lib-1.0.dist-info/METADATA"
-        ).read_bytes(),
+        "fake_lib-1.0.dist-info/METADATA": FAKE_METADATA,
     }
+
+
+def test_a_version_other_than_the_locked_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = fake_distribution(tmp_path, "py3-none-any", "fake_lib/__init__.py", b"x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    newer = {"fake-lib": package.Pin("1.1", frozenset())}
+    with pytest.raises(PackagingError, match=r"fake-lib 1.0 is installed, but .* pins 1.1"):
+        package.distribution_files(name, "arm64", pins=newer)
+    with pytest.raises(PackagingError, match=r"fake-lib is not pinned in requirements.lock"):
+        package.distribution_files(name, "arm64", pins={})
+
+
+def test_the_package_ships_the_repository_lock_and_every_pin_has_hashes() -> None:
+    shipped = Path(package.__file__).parent / package.SHIPPED_LOCK
+    assert shipped.read_text() == LOCK.read_text(), "run: make lock (it copies the lock)"
+    pins = package.locked()
+    assert {"boto3", "botocore", "aws-lambda-powertools"} <= set(pins)
+    assert all(pin.hashes for pin in pins.values())
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for pin in pins.values() for h in pin.hashes)
 
 
 def test_an_unknown_architecture_is_refused() -> None:
@@ -232,8 +280,7 @@ def test_the_zip_carries_what_the_trigger_needs_at_the_locked_versions() -> None
     built = build_zip()
     wanted = _requirement_closure(["aws-lambda-powertools", "boto3"])
     assert {canonicalize_name(name) for name, _ in built.distributions} == wanted
-    locked = dict(line.split("==") for line in LOCK.read_text().splitlines() if "==" in line)
-    locked = {canonicalize_name(name): version for name, version in locked.items()}
+    locked = {name: pin.version for name, pin in package.parse_lock(LOCK.read_text()).items()}
     assert {canonicalize_name(n): v for n, v in built.distributions}.items() <= locked.items()
     tops = {name.split("/")[0] for name in members(built.data)}
     assert {"boto3", "botocore", "aws_lambda_powertools", "dateutil", "six.py"} <= tops

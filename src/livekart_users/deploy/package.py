@@ -2,8 +2,8 @@
 python3.13 bytecode, byte for byte reproducible.
 
 Stages: pick the files (our trigger modules, then each dependency's files as its installed
-RECORD lists them, each checked against the RECORD's hash so a locally edited site-packages
-cannot slip in; of botocore's and boto3's data, only the services the trigger calls) →
+RECORD lists them; of botocore's and boto3's data, only the services the trigger calls) →
+verify them against the lock (below) →
 compile them with a python3.13 interpreter → write them in sorted order with fixed timestamps
 and permissions → hash.
 
@@ -21,6 +21,12 @@ recommends it because the runtime's boto3 version is unpublished and changes und
 function. The handler's 2.5 s deadline does not depend on that choice: it is enforced by our
 own code (aws.call_within), whichever botocore runs.
 
+Verified, not only pinned: a distribution goes in only at the version requirements.lock pins
+(the package ships a copy of the lock), and each of its files only when its hash is the one in
+the RECORD of the wheel the lock pins, that wheel fetched once with pip, checked against the
+lock's sha256 and kept in the per-user cache. The installed RECORD is never trusted: a file
+edited in site-packages, with RECORD edited to match, is still refused.
+
 Only pure-Python distributions go in: the installed ones were built for this machine and this
 Python, not for Lambda's architecture and Python 3.13, so native code is refused.
 """
@@ -28,6 +34,7 @@ Python, not for Lambda's architecture and Python 3.13, so native code is refused
 from __future__ import annotations
 
 import base64
+import csv
 import functools
 import glob
 import hashlib
@@ -38,9 +45,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path, PurePosixPath
 
 import livekart_users
@@ -86,6 +94,10 @@ EPOCH = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644  # a regular file, rw-r--r--: Lambda needs the code world-readable
 COMPRESS_LEVEL = 9
 _METADATA_KEPT = ("METADATA", "LICENSE", "NOTICE", "COPYING", "AUTHORS")
+# The copy of requirements.lock shipped in the package (`make lock` writes both; a test keeps
+# them equal): what the zip's distributions are verified against.
+SHIPPED_LOCK = "requirements.lock"
+PIP_TIMEOUT = 600
 
 
 class PackagingError(LivekartUsersError):
@@ -113,6 +125,103 @@ class LambdaZip:
     def code_sha256(self) -> str:
         """As Lambda reports it (`CodeSha256`): the digest in base64."""
         return code_sha256_b64(self.data)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One distribution as the lock pins it: its version and the sha256 of each of its files."""
+
+    version: str
+    hashes: frozenset[str]
+
+
+def canonical(name: str) -> str:
+    """A distribution name as PEP 503 compares them (`Typing_Extensions` = `typing-extensions`)."""
+    return "-".join(name.replace("_", "-").replace(".", "-").lower().split("-"))
+
+
+def parse_lock(text: str) -> dict[str, Pin]:
+    """The pins of a pip-compile lock (`name==version \\ --hash=sha256:...`), by canonical name."""
+    pins: dict[str, Pin] = {}
+    for entry in text.replace("\\\n", " ").splitlines():
+        words = entry.split("#", 1)[0].split()
+        if not words or "==" not in words[0]:
+            continue
+        name, version = words[0].split("==", 1)
+        name = name.split("[", 1)[0].split(";", 1)[0]
+        prefix = "--hash=sha256:"
+        hashes = frozenset(w.removeprefix(prefix) for w in words if w.startswith(prefix))
+        pins[canonical(name)] = Pin(version.split(";", 1)[0], hashes)
+    return pins
+
+
+@functools.lru_cache(maxsize=1)
+def locked() -> dict[str, Pin]:
+    """The pins of the lock shipped in the package."""
+    try:
+        text = resources.files("livekart_users.deploy").joinpath(SHIPPED_LOCK).read_text()
+    except OSError:
+        raise PackagingError(
+            f"the package's copy of {SHIPPED_LOCK} is missing: reinstall livekart-users"
+        ) from None
+    return parse_lock(text)
+
+
+def wheel_cache() -> Path:
+    """Where verified wheels are kept (the per-user cache, beside the emulators)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("livekart-users", appauthor=False) / "wheels"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pinned_wheel(name: str, pin: Pin) -> Path:
+    """The wheel the lock pins for `name`: from the cache, else fetched with pip; either way
+    one whose sha256 is among the lock's. Raises PackagingError when there is none."""
+    cache = wheel_cache()
+    for candidate in sorted(cache.glob("*.whl")) if cache.is_dir() else []:
+        same = canonical(candidate.name.split("-")[0]) == canonical(name)
+        if same and _sha256(candidate) in pin.hashes:
+            return candidate
+    with tempfile.TemporaryDirectory(prefix="livekart-users-wheel-") as folder:
+        answer = subprocess.run(
+            [
+                sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                "--no-deps", "--only-binary=:all:", "--dest", folder, f"{name}=={pin.version}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=PIP_TIMEOUT,
+            check=False,
+        )  # fmt: skip
+        wheels = sorted(Path(folder).glob("*.whl"))
+        good = [w for w in wheels if _sha256(w) in pin.hashes]
+        if not good:
+            why = (
+                "its sha256 is not one requirements.lock pins"
+                if wheels
+                else ((answer.stderr or answer.stdout).strip().splitlines() or ["no wheel"])[-1]
+            )
+            raise PackagingError(
+                f"cannot verify {name} {pin.version} against requirements.lock: its wheel "
+                f"could not be had ({why}); the zip is not written"
+            )
+        cache.mkdir(parents=True, exist_ok=True)
+        target = cache / good[0].name
+        shutil.copyfile(good[0], target.with_suffix(".partial"))
+        os.replace(target.with_suffix(".partial"), target)
+        return target
+
+
+def wheel_record(wheel: Path) -> dict[str, str]:
+    """The wheel's own RECORD: file path -> `algorithm=digest` (files with no hash left out)."""
+    with zipfile.ZipFile(wheel) as archive:
+        record = next(n for n in archive.namelist() if n.endswith(".dist-info/RECORD"))
+        text = archive.read(record).decode("utf-8")
+    return {row[0]: row[1] for row in csv.reader(io.StringIO(text)) if len(row) >= 2 and row[1]}
 
 
 def code_sha256_b64(zip_bytes: bytes) -> str:
@@ -239,19 +348,35 @@ def trigger_files() -> list[tuple[str, bytes]]:
 
 
 def distribution_files(
-    name: str, architecture: str, services: tuple[str, ...] | None = SDK_SERVICES
+    name: str,
+    architecture: str,
+    services: tuple[str, ...] | None = SDK_SERVICES,
+    pins: Mapping[str, Pin] | None = None,
 ) -> list[tuple[str, bytes]]:
     """An installed distribution's files as its wheel had them: code, metadata and licences,
     and of the SDK's per-service data only `services`' (None: every service's).
 
-    Raises PackagingError for native code (built for this machine, not for Lambda) and for a
-    file whose content no longer matches the hash pip recorded when installing it.
+    Raises PackagingError for native code (built for this machine, not for Lambda), for a
+    version other than the one `pins` (the shipped lock) pins, and for a file that is not,
+    byte for byte, the one in the pinned wheel (see the module's doc).
     """
+    pin = (locked() if pins is None else pins).get(canonical(name))
     try:
         dist = metadata.distribution(name)
     except metadata.PackageNotFoundError:
         raise PackagingError(f"{name} is not installed: run `make bootstrap`") from None
     label = f"{name} {dist.version}"
+    if pin is None:
+        raise PackagingError(
+            f"{name} is not pinned in requirements.lock: add it to pyproject.toml and run "
+            "`make lock`; the zip holds only what the lock pins"
+        )
+    if dist.version != pin.version:
+        raise PackagingError(
+            f"{label} is installed, but requirements.lock pins {pin.version}: install the "
+            f"locked versions (`make bootstrap`, or pip install --require-hashes -r "
+            "requirements.lock) and package again"
+        )
     wheel = HeaderParser().parsestr(dist.read_text("WHEEL") or "")
     tags = wheel.get_all("Tag") or []
     if wheel.get("Root-Is-Purelib", "").lower() != "true" or not all(
@@ -264,19 +389,25 @@ def distribution_files(
         )
     if dist.files is None:
         raise PackagingError(f"{label} has no RECORD of its files: reinstall it with pip")
+    # The installed RECORD says which files are there; what they must hold, the pinned
+    # wheel's RECORD says (the installed one can be edited along with a file).
+    expected = wheel_record(pinned_wheel(name, pin))
+    reinstall = f"reinstall it (pip install --force-reinstall --no-deps {name}=={dist.version})"
     out = []
     for entry in dist.files:
         path = PurePosixPath(str(entry))
         if not _belongs_in_zip(path) or not _service_kept(path, services):
             continue
         data = Path(str(dist.locate_file(entry))).read_bytes()
-        if entry.hash is not None:
-            digest = base64.urlsafe_b64encode(hashlib.new(entry.hash.mode, data).digest())
-            if digest.rstrip(b"=").decode("ascii") != entry.hash.value:
-                raise PackagingError(
-                    f"{label}: {path} differs from the file its wheel installed; reinstall it "
-                    f"(pip install --force-reinstall --no-deps {name}=={dist.version})"
-                )
+        algorithm, _, value = expected.get(str(path), "=").partition("=")
+        if not algorithm:
+            raise PackagingError(f"{label}: {path} is not a file of its pinned wheel; {reinstall}")
+        digest = base64.urlsafe_b64encode(hashlib.new(algorithm, data).digest())
+        if digest.rstrip(b"=").decode("ascii") != value.rstrip("="):
+            raise PackagingError(
+                f"{label}: {path} differs from the file in the wheel requirements.lock pins; "
+                + reinstall
+            )
         out.append((str(path), data))
     return out
 
