@@ -98,7 +98,9 @@ def healthy_setup(clients: Clients) -> Target:
     cognito.create_user_pool_client(
         UserPoolId=pool_id, ClientName="livekart-web", WriteAttributes=["email", "custom:role"]
     )
-    target = Target(pool_id, REGION, clients.account())
+    # An alarm that notifies someone: deploy's own, given --alarm-topic-arn.
+    topic = boto3.client("sns", region_name=REGION).create_topic(Name="ops")["TopicArn"]
+    target = Target(pool_id, REGION, clients.account(), alarm_topic_arn=topic)
     clients.dynamodb.create_table(**models.table_spec(target))
     clients.dynamodb.update_continuous_backups(
         TableName=target.table,
@@ -702,7 +704,7 @@ def test_no_failed_writes_pass_only_when_the_metric_says_so(
     assert found.status == Status.PASS
     assert found.finding == (
         "no failed writes in the last 24 h (UserWriteFailed and UserWriteUnknown of "
-        f"{target.function}: 0)"
+        f"{target.function}: 0; AWS/Lambda Errors and Throttles: 0)"
     )
 
 
@@ -735,6 +737,149 @@ def test_an_incomplete_metric_answer_is_never_a_pass(
     assert found.finding == (
         "failed writes not counted: CloudWatch returned incomplete data for UserWriteFailed "
         "over the last 24 h"
+    )
+
+
+def test_an_alarm_that_notifies_nobody_warns_with_the_fix(clients: Clients, target: Target) -> None:
+    # GIVEN the alarm deploy makes without --alarm-topic-arn: it changes state, silently
+    clients.cloudwatch.put_metric_alarm(**models.alarm(replace(target, alarm_topic_arn=None)))
+    found = result(clients, target, "alarm")
+    assert found.status == Status.WARN
+    assert found.finding == (
+        f"alarm {target.alarm_name} notifies nobody (it has no actions): failed writes change "
+        "its state and no one hears of it"
+    )
+    assert found.fix == (
+        f"{deploy_fix(target)} --alarm-topic-arn arn:aws:sns:{REGION}:{target.account}:TOPIC "
+        "(an SNS topic someone is subscribed to)"
+    )
+
+
+def put_lambda_metric(clients: Clients, function: str, metric: str, at: list[float]) -> None:
+    """What Lambda itself records for the function, whatever the handler did or did not emit."""
+    clients.cloudwatch.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": "FunctionName", "Value": function}],
+                "Timestamp": datetime.fromtimestamp(t, UTC),
+                "Value": 1.0,
+                "Unit": "Count",
+            }
+            for t in at
+        ],
+    )
+
+
+def test_timeouts_crashes_and_throttles_count_though_the_handler_emitted_nothing(
+    clients: Clients, target: Target
+) -> None:
+    # GIVEN no handler metric at all (a timed-out invocation emits none), but Lambda's own
+    # Errors and Throttles, and, with JSON logs, its reports of a timeout and an init crash
+    now = time.time()
+    put_lambda_metric(clients, target.function, "Errors", [now - 600, now - 500])
+    put_lambda_metric(clients, target.function, "Throttles", [now - 400])
+    put_lambda_metric(clients, "someone-else", "Errors", [now - 300] * 4)
+    # JSON logs (moto keeps no LoggingConfig: AWS's answer is given its field here).
+    def json_logs(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["LoggingConfig"] = {"LogFormat": "JSON", "LogGroup": target.log_group}
+
+    event = "after-call.lambda.GetFunctionConfiguration"
+    clients.lambda_.meta.events.register(event, json_logs)
+    report = {"type": "platform.report", "record": {"requestId": "r", "metrics": {}}}
+    log_lines(
+        clients,
+        target,
+        [
+            (now - 600, {**report, "record": {**report["record"], "status": "timeout"}}),
+            (now - 500, {**report, "record": {**report["record"], "status": "error"}}),
+            (now - 450, {**report, "record": {**report["record"], "status": "success"}}),
+        ],
+    )
+    try:
+        found = result(clients, target, "logs.failed-writes")
+    finally:
+        clients.lambda_.meta.events.unregister(event, json_logs)
+    assert found.status == Status.WARN
+    assert found.finding == (
+        "2 failed and 1 throttled invocations (AWS/Lambda Errors/Throttles, timeouts and "
+        "crashes included) and invocations reported timeout x1, error x1 (platform.report) "
+        "in the last 24 h"
+    )
+    assert found.fix is not None and "reconcile" in found.fix
+
+
+def test_a_throttled_log_read_is_retried_and_if_still_refused_that_check_is_incomplete(
+    clients: Clients, target: Target
+) -> None:
+    from botocore.exceptions import ClientError
+
+    refusals = {"left": 0}
+
+    def throttled(**_: Any) -> None:
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                "FilterLogEvents",
+            )
+
+    event = "before-call.cloudwatch-logs.FilterLogEvents"
+    clients.logs.meta.events.register(event, throttled)
+    waits: list[float] = []
+    try:
+        refusals["left"] = 2  # WHEN throttled twice, THEN retried, and the check completes
+        found = {r.name: r for r in doctor.run(target, clients, sleep=waits.append)}
+        assert found["logs.failed-writes"].status == Status.PASS
+        assert waits == [0.5, 1.0]
+        refusals["left"] = 100  # WHEN throttled every time, THEN only that check is incomplete
+        found = {r.name: r for r in doctor.run(target, clients, sleep=waits.append)}
+    finally:
+        clients.logs.meta.events.unregister(event, throttled)
+    assert found["logs.failed-writes"].status == Status.WARN
+    assert found["logs.failed-writes"].finding == (
+        "incomplete: FilterLogEvents stayed throttled (its quota is shared by the account)"
+    )
+    assert found["alarm"].status == Status.PASS and found["table"].status == Status.PASS
+
+
+def test_the_probe_invokes_the_alias_cognito_calls(clients: Clients, target: Target) -> None:
+    from livekart_users.table import to_dynamo
+
+    version = clients.lambda_.publish_version(FunctionName=target.function)["Version"]
+    clients.lambda_.create_alias(FunctionName=target.function, Name="live", FunctionVersion=version)
+    set_triggers(
+        clients, target, dict.fromkeys(models.TRIGGER_SLOTS, f"{target.function_arn}:live")
+    )
+    invoked: list[dict[str, Any]] = []
+
+    def sent(params: dict[str, Any], **_: Any) -> None:
+        invoked.append(dict(params))
+
+    def answer(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        # moto would need Docker to run the function: what it is asked is what matters here;
+        # the row is written as the handler would.
+        user_id = json.loads(invoked[-1]["Payload"])["request"]["userAttributes"]["sub"]
+        clients.dynamodb.put_item(TableName=target.table, Item=to_dynamo({"user_id": user_id}))
+        return AWSResponse("", 200, {}, None), {"StatusCode": 200, "Payload": io.BytesIO(b"{}")}
+
+    hooks = [
+        ("before-parameter-build.lambda.Invoke", sent),
+        ("before-call.lambda.Invoke", answer),
+    ]
+    for event, hook in hooks:
+        clients.lambda_.meta.events.register(event, hook)
+    try:
+        found = {r.name: r for r in doctor.run(target, clients, probe=True)}["probe"]
+    finally:
+        for event, hook in hooks:
+            clients.lambda_.meta.events.unregister(event, hook)
+    assert [p.get("Qualifier") for p in invoked] == ["live"]
+    assert found.status == Status.PASS
+    assert found.finding == (
+        f"a synthetic sign-up through {target.function}:live wrote its row (read back, then "
+        "removed)"
     )
 
 
@@ -867,9 +1012,11 @@ def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guid
     # (the pool's mutable custom:role, which only the app's authorization can make safe).
     again = results(moto_clients, guide)
     assert doctor.exit_status(again.values()) == 0
-    # No trail in the guide's account: deploy cannot make one (it needs a bucket of the team's).
+    # No trail in the guide's account: deploy cannot make one (it needs a bucket of the team's);
+    # nor an SNS topic someone reads for the alarm (--alarm-topic-arn).
     assert [n for n, r in again.items() if r.status == Status.WARN] == [
         "pool.role-writable",
+        "alarm",
         "changes.trail",
     ]
 

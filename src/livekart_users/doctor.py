@@ -52,6 +52,18 @@ LOG_PAGES = 10  # at most this many pages of failed writes are read for their er
 METRIC_PAGES = 10  # GetMetricData pages; more than this and the count is reported incomplete
 METRIC_PERIOD = 3600
 FAILED_WRITES_PATTERN = '{ $.outcome = "failed" }'
+# With JSON logs, Lambda's own report of each invocation: "success", "failure", "timeout" or
+# "error" (the Telemetry API's platform.report record). A timed-out or crashed invocation
+# emits none of the handler's metrics, and leaves a confirmed user without a row.
+FAILED_REPORTS_PATTERN = '{ $.type = "platform.report" && $.record.status != "success" }'
+LAMBDA_NAMESPACE = "AWS/Lambda"
+LAMBDA_ERRORS, LAMBDA_THROTTLES = "Errors", "Throttles"
+# Reads that may be throttled (FilterLogEvents allows 5 requests/s per account and region,
+# shared): retried this many times, then the check that needed them says it is incomplete.
+READ_ATTEMPTS = 4
+THROTTLED_CODES = frozenset(
+    {"ThrottlingException", "TooManyRequestsException", "LimitExceededException", "Throttling"}
+)
 PROBE_PREFIX = "livekart-doctor-probe-"
 # Past their end of support in Lambda (the original guide used nodejs18.x).
 NODE = ("", "4.3", "4.3-edge", "6.10", "8.10", "10.x", "12.x", "14.x", "16.x", "18.x")
@@ -102,6 +114,14 @@ class CannotRun(LivekartUsersError):
         super().__init__(message)
 
 
+class ReadThrottled(LivekartUsersError):
+    """A read stayed throttled through every retry: the check that needed it is incomplete."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(f"{operation} stayed throttled after {READ_ATTEMPTS} attempts")
+
+
 # --- reading each resource once ---------------------------------------------------------
 
 
@@ -137,6 +157,20 @@ class Context:
     probe: bool = False
     now: Callable[[], float] = time.time
     reads: Reads = field(default_factory=Reads)
+    sleep: Callable[[float], None] = time.sleep
+
+    def patiently(self, read: Callable[[], T]) -> T:
+        """`read()`, again after a pause while it is throttled (`ReadThrottled` at the end)."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return read()
+            except ClientError as exc:
+                if aws.error_code(exc) not in THROTTLED_CODES:
+                    raise
+                if attempt == READ_ATTEMPTS - 1:
+                    raise ReadThrottled(getattr(exc, "operation_name", "a read")) from exc
+            self.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def deploy(self) -> str:
@@ -295,21 +329,27 @@ class Context:
         return self.reads.get(("write counts", self.target.function), self._read_write_counts)
 
     def _read_write_counts(self) -> dict[str, float] | None:
-        names = (models.FAILED_METRIC, models.UNKNOWN_METRIC)
+        # The handler's own metrics, and Lambda's for the function (every version and alias):
+        # a timeout, a crash at init or a throttle emits none of the handler's.
+        ours = models.metric_dimensions(self.target)
+        function = [{"Name": "FunctionName", "Value": self.target.function}]
+        metrics = [
+            (models.FAILED_METRIC, models.NAMESPACE, ours),
+            (models.UNKNOWN_METRIC, models.NAMESPACE, ours),
+            (LAMBDA_ERRORS, LAMBDA_NAMESPACE, function),
+            (LAMBDA_THROTTLES, LAMBDA_NAMESPACE, function),
+        ]
+        names = tuple(name for name, _, _ in metrics)
         queries = [
             {
                 "Id": f"m{i}",
                 "MetricStat": {
-                    "Metric": {
-                        "Namespace": models.NAMESPACE,
-                        "MetricName": name,
-                        "Dimensions": models.metric_dimensions(self.target),
-                    },
+                    "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": dims},
                     "Period": METRIC_PERIOD,
                     "Stat": "Sum",
                 },
             }
-            for i, name in enumerate(names)
+            for i, (name, namespace, dims) in enumerate(metrics)
         ]
         ends = datetime.fromtimestamp(self.now(), UTC)
         kwargs: dict[str, Any] = {
@@ -319,7 +359,7 @@ class Context:
         }
         totals = dict.fromkeys(names, 0.0)
         for _ in range(METRIC_PAGES):
-            answer = self.clients.cloudwatch.get_metric_data(**kwargs)
+            answer = self.patiently(lambda: self.clients.cloudwatch.get_metric_data(**kwargs))
             statuses = set()
             for result in answer.get("MetricDataResults", []):
                 totals[names[int(result["Id"][1:])]] += sum(result.get("Values") or [])
@@ -344,7 +384,9 @@ class Context:
         }
         codes: Counter[str] = Counter()
         for _ in range(LOG_PAGES):
-            answer = aws.unless_missing(lambda: self.clients.logs.filter_log_events(**kwargs))
+            answer = self.patiently(
+                lambda: aws.unless_missing(lambda: self.clients.logs.filter_log_events(**kwargs))
+            )
             if answer is None:
                 return None
             for event in answer.get("events", []):
@@ -357,6 +399,39 @@ class Context:
                 return codes, False
             kwargs["nextToken"] = answer["nextToken"]
         return codes, True
+
+    def failed_reports(self) -> tuple[Counter[str], bool] | None:
+        """Lambda's reports of invocations that did not succeed in the window, by status
+        (timeout, error, failure), and whether there were more than were counted; None when
+        the function does not log JSON (the plain-text REPORT line carries no status)."""
+        config = self.function() or {}
+        if (config.get("LoggingConfig") or {}).get("LogFormat") != "JSON":
+            return None
+        return self.reads.get(("failed reports", self.target.log_group), self._read_reports)
+
+    def _read_reports(self) -> tuple[Counter[str], bool]:
+        kwargs: dict[str, Any] = {
+            "logGroupName": self.target.log_group,
+            "filterPattern": FAILED_REPORTS_PATTERN,
+            "startTime": int((self.now() - LOG_WINDOW_SECONDS) * 1000),
+        }
+        statuses: Counter[str] = Counter()
+        for _ in range(LOG_PAGES):
+            answer = self.patiently(
+                lambda: aws.unless_missing(lambda: self.clients.logs.filter_log_events(**kwargs))
+            )
+            if answer is None:
+                return statuses, False
+            for event in answer.get("events", []):
+                line = _json_object(event.get("message", ""))
+                record = line.get("record") if isinstance(line.get("record"), dict) else {}
+                status = str((record or {}).get("status") or "")
+                if line.get("type") == "platform.report" and status and status != "success":
+                    statuses[status] += 1
+            if not answer.get("nextToken"):
+                return statuses, False
+            kwargs["nextToken"] = answer["nextToken"]
+        return statuses, True
 
     # the local stack
     def cognito_local_config(self) -> dict[str, Any] | None:
@@ -975,6 +1050,14 @@ def failed_write_alarm(ctx: Context) -> Verdict:
             f"alarm {t.alarm_name} is in ALARM: writes failed in the last 5 minutes",
             f"{ctx.reconcile} (creates the rows the failed writes missed)",
         )
+    if not alarm.get("AlarmActions") or alarm.get("ActionsEnabled") is False:
+        why = "its actions are disabled" if alarm.get("AlarmActions") else "it has no actions"
+        return warned(
+            f"alarm {t.alarm_name} notifies nobody ({why}): failed writes change its state "
+            "and no one hears of it",
+            f"{ctx.deploy} --alarm-topic-arn arn:aws:sns:{t.region}:{t.account}:TOPIC (an SNS "
+            "topic someone is subscribed to)",
+        )
     return passed(
         f"alarm {t.alarm_name} counts {models.FAILED_METRIC} of {t.function} (writes refused "
         f"or never sent; not {models.UNKNOWN_METRIC}, writes that may have landed)"
@@ -1000,10 +1083,14 @@ def failed_writes(ctx: Context) -> Verdict:
             "run doctor again in a few minutes",
         )
     failures, unknown = (round(counts[m]) for m in (models.FAILED_METRIC, models.UNKNOWN_METRIC))
-    if not failures and not unknown:
+    errors, throttles = (round(counts.get(m, 0)) for m in (LAMBDA_ERRORS, LAMBDA_THROTTLES))
+    reports = ctx.failed_reports()
+    if not (failures or unknown or errors or throttles or (reports and reports[0])):
+        reported = "; no failed invocation in its JSON logs" if reports is not None else ""
         return passed(
             f"no failed writes in the last 24 h ({models.FAILED_METRIC} and "
-            f"{models.UNKNOWN_METRIC} of {ctx.target.function}: 0)"
+            f"{models.UNKNOWN_METRIC} of {ctx.target.function}: 0; {LAMBDA_NAMESPACE} "
+            f"{LAMBDA_ERRORS} and {LAMBDA_THROTTLES}: 0{reported})"
         )
     parts = []
     if failures:
@@ -1016,6 +1103,17 @@ def failed_writes(ctx: Context) -> Verdict:
             f"{unknown} writes of unknown outcome, sent and never answered "
             f"({models.UNKNOWN_METRIC}: they may have landed)"
         )
+    if errors or throttles:
+        # Each may be a confirmed user without a row: a timeout or a crash at init emits
+        # none of the handler's metrics, and a throttled trigger never ran.
+        parts.append(
+            f"{errors} failed and {throttles} throttled invocations ({LAMBDA_NAMESPACE} "
+            f"{LAMBDA_ERRORS}/{LAMBDA_THROTTLES}, timeouts and crashes included)"
+        )
+    if reports and reports[0]:
+        statuses, more = reports
+        shown = ", ".join(f"{status} x{n}" for status, n in statuses.most_common())
+        parts.append(f"invocations reported {shown}{' at least' if more else ''} (platform.report)")
     return warned(
         f"{' and '.join(parts)} in the last 24 h",
         f"{ctx.reconcile} (creates the rows the failed writes missed)",
@@ -1080,9 +1178,13 @@ def probe_invocation(ctx: Context) -> Verdict:
         return skipped(f"table {t.table} does not exist")
     user_id = f"{PROBE_PREFIX}{uuid.uuid4()}"
     key = {"user_id": {"S": user_id}}
+    # What Cognito calls: the alias the pool's triggers name (deploy's `live`), not $LATEST.
+    qualifier = ctx.qualifier()
     try:
         answer = ctx.clients.lambda_.invoke(
-            FunctionName=t.function, Payload=json.dumps(probe_event(t, user_id)).encode()
+            FunctionName=t.function,
+            Payload=json.dumps(probe_event(t, user_id)).encode(),
+            **({"Qualifier": qualifier} if qualifier else {}),
         )
         body = _json_object(answer["Payload"].read().decode() or "{}")
         if answer.get("FunctionError"):
@@ -1096,7 +1198,8 @@ def probe_invocation(ctx: Context) -> Verdict:
             "the function answered but wrote no row: see role.grants and logs.failed-writes",
             fix,
         )
-    return passed("a synthetic sign-up wrote its row (read back, then removed)")
+    called = f" through {t.function}:{qualifier}" if qualifier else ""
+    return passed(f"a synthetic sign-up{called} wrote its row (read back, then removed)")
 
 
 def probe_event(target: Target, user_id: str) -> dict[str, Any]:
@@ -1128,20 +1231,31 @@ def run(
     max_workers: int = 8,
     now: Callable[[], float] = time.time,
     reads: Reads | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Result]:
     """Every check's result, in the checklist's order.
 
     Raises PoolNotFound when the pool does not exist, and CannotRun when a read is refused
     or a service does not answer. Pass `reads` to reuse what this run read (`fix_target`).
     """
-    ctx = Context(target, clients, local=local, probe=probe, now=now, reads=reads or Reads())
+    ctx = Context(
+        target, clients, local=local, probe=probe, now=now, reads=reads or Reads(), sleep=sleep
+    )
     _guarded(ctx.pool)  # fails fast, and once, when the pool is not there
 
     def one(item: Check) -> Result:
         if local is not None and item.local:
             verdict = skipped(f"local stack: {item.local}")
         else:
-            verdict = _guarded(lambda: item.run(ctx))
+            try:
+                verdict = _guarded(lambda: item.run(ctx))
+            except ReadThrottled as exc:
+                # This check could not finish; the others go on.
+                verdict = warned(
+                    f"incomplete: {exc.operation} stayed throttled (its quota is shared by "
+                    "the account)",
+                    "run doctor again in a minute",
+                )
         return Result(item.name, verdict.status, verdict.finding, verdict.fix)
 
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
