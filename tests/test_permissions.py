@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from livekart_users import erasure
-from livekart_users.deploy import destroy, executor, planner, pool
+from livekart_users.deploy import destroy, executor, permissions, planner, pool
 from livekart_users.deploy.clients import Clients
 
 # The moto fixtures and the guide's setup are shared with the deploy tests.
@@ -31,32 +31,27 @@ from .test_deploy import (  # noqa: F401
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "permissions.md"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "livekart_users"
-# IAM checks these without an API call of their own: passing the role to Lambda, and tags
-# given at creation.
-IMPLIED = {
-    "iam:PassRole",
-    "lambda:TagResource",
-    "logs:TagResource",
-    "cloudwatch:TagResource",
-    "dynamodb:TagResource",
-    "iam:TagRole",
-    "events:TagResource",
-    "sqs:TagQueue",
-}
+# IAM checks these without an API call of their own (the table is the package's).
+IMPLIED = set().union(*permissions.IMPLIED.values())
 PREFIX = {"monitoring": "cloudwatch"}
 FREE = {"sts:GetCallerIdentity"}
 # The few actions not named after their API operation.
 OPERATION_OF = {"lambda:InvokeFunction": "invoke"}
 
 
+def documented_statements() -> dict[str, list[dict[str, Any]]]:
+    """Command → the statements of its policy in docs/permissions.md."""
+    text = DOC.read_text()
+    found = re.findall(r"^## (.+?)\n.*?```json\n(.*?)```", text, re.S | re.M)
+    return {command: json.loads(block)["Statement"] for command, block in found}
+
+
 def documented() -> dict[str, set[str]]:
     """Command → the actions its policy in docs/permissions.md allows."""
-    text = DOC.read_text()
-    policies: dict[str, set[str]] = {}
-    for command, block in re.findall(r"^## (.+?)\n.*?```json\n(.*?)```", text, re.S | re.M):
-        statements = json.loads(block)["Statement"]
-        policies[command] = {a for s in statements for a in s["Action"]}
-    return policies
+    return {
+        command: {a for s in statements for a in s["Action"]}
+        for command, statements in documented_statements().items()
+    }
 
 
 def record(clients: Clients) -> set[str]:
@@ -228,7 +223,32 @@ def test_every_call_a_command_makes_is_documented(
     calls.clear()
     COMMANDS[command](clients_, pool_id)
     allowed = documented()[command]
-    assert calls - FREE <= allowed, f"undocumented: {sorted(calls - FREE - allowed)}"
+    # With the actions IAM checks without a call of their own (GetFunction's tags need
+    # lambda:ListTags: without it attach refuses every function as unmanaged).
+    wanted = permissions.needed(calls - FREE)
+    assert wanted <= allowed, f"undocumented: {sorted(wanted - allowed)}"
+
+
+def test_no_policy_reaches_log_groups_or_passes_roles_beyond_its_own() -> None:
+    """Only listing calls and reads IAM cannot narrow get `*`; log-group actions name our
+    groups (not `log-group:*`: that would let a deployer shorten or delete CloudTrail's);
+    iam:PassRole names our roles and passes them to Lambda only."""
+    ours = re.compile(
+        r"^arn:aws:logs:REGION:ACCOUNT:log-group:/aws/lambda/"
+        r"(livekart-post-confirmation-trigger|livekart-users-changes-POOL_ID)(:\*)?$"
+    )
+    for command, statements in documented_statements().items():
+        for statement in statements:
+            actions = set(statement["Action"])
+            resources = statement["Resource"]
+            resources = [resources] if isinstance(resources, str) else resources
+            if "*" in resources:
+                assert actions <= permissions.UNSCOPED, (command, statement["Sid"])
+            if any(a.startswith("logs:") for a in actions - permissions.UNSCOPED):
+                assert all(ours.match(r) for r in resources), (command, statement["Sid"])
+            if "iam:PassRole" in actions:
+                assert statement.get("Condition") == permissions.PASSED_TO_LAMBDA, command
+                assert all(r.startswith("arn:aws:iam::ACCOUNT:role/livekart-") for r in resources)
 
 
 def test_every_documented_action_is_one_the_code_makes() -> None:
