@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 SAMPLE_SUB = "5f1c2e4a-8d7b-4c1e-9a3f-2b6d8e0c4a11"
 SAMPLE_POOL = "us-east-1_EXAMPLE01"
-PERSONAL = ("email", "name", "phoneNumber", "address", "profileImage")
+PERSONAL = ("email", "name", "phoneNumber", "address", "profileImage", "username")
 
 
 def change_event(kind: str, sub: str, pool: str) -> dict[str, Any]:
@@ -48,8 +48,9 @@ class World:
         monkeypatch.delenv("USERS_ERASURE_POLICY", raising=False)
         changes._clients.cache_clear()
 
-    def new_user(self, **app: Any) -> tuple[str, str]:
-        """A confirmed user with email, name and phone, and their row with some app data."""
+    def new_user(self, *, legacy: bool = False, **app: Any) -> tuple[str, str]:
+        """A confirmed user with email, name and phone, and their row with some app data,
+        recording the pool (or, `legacy`, none: a row written before rows recorded it)."""
         email = f"user-{uuid.uuid4().hex[:8]}@example.com"
         created = self.cognito.admin_create_user(
             UserPoolId=self.pool,
@@ -64,7 +65,12 @@ class World:
         )["User"]
         username = created["Username"]
         attributes = {a["Name"]: a["Value"] for a in created["Attributes"]}
-        row = schema.new_record(attributes, username, timestamp="2026-11-01T10:00:00.000Z")
+        row = schema.new_record(
+            attributes,
+            username,
+            timestamp="2026-11-01T10:00:00.000Z",
+            user_pool_id=None if legacy else self.pool,
+        )
         row.update(
             lastLoginAt="2026-11-02T10:00:00.000Z",
             address={"city": "Pune", "line1": "12 MG Road"},
@@ -238,13 +244,16 @@ def test_a_deletion_erases_every_personal_field_and_keeps_app_data(world: World,
     assert before["email"] not in left and "Asha" not in left and "5555550123" not in left
 
 
-def test_erasure_removes_a_username_that_is_an_email_and_keeps_one_that_is_not(
-    world: World,
+@pytest.mark.parametrize("policy", ["anonymize", "delete"])
+def test_erasure_removes_the_username_whatever_its_form(
+    world: World, monkeypatch: pytest.MonkeyPatch, policy: str
 ) -> None:
-    personal, _ = world.new_user()
-    opaque, _ = world.new_user()
-    email = world.row(personal)["email"]
-    for sub, username in ((personal, email), (opaque, "asha_m")):
+    # A federated user's name is their id at the provider; a chosen one names them too.
+    monkeypatch.setenv("USERS_ERASURE_POLICY", policy)
+    names = ["Google_1234567890", "SignInWithApple_001234.abcd", "asha_m", "asha@example.com"]
+    subs = []
+    for username in names:
+        sub, _ = world.new_user()
         world.table.client.update_item(
             TableName=world.table.name,
             Key=to_dynamo({"user_id": sub}),
@@ -253,17 +262,28 @@ def test_erasure_removes_a_username_that_is_an_email_and_keeps_one_that_is_not(
         )
         world.cognito.admin_delete_user(UserPoolId=world.pool, Username=world.row(sub)["email"])
         world.deliver("admin-delete-user", sub)
-    assert "username" not in world.row(personal)
-    assert world.row(opaque)["username"] == "asha_m"
+        subs.append(sub)
+    for sub, username in zip(subs, names, strict=True):
+        row = world.row(sub)
+        assert "username" not in row
+        left = json.dumps(row, default=str)
+        assert username not in left
+        assert "1234567890" not in left and "001234.abcd" not in left
 
 
-def test_the_delete_policy_removes_the_row(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_delete_policy_leaves_only_a_tombstone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("USERS_ERASURE_POLICY", "delete")
     sub, username = world.new_user()
     world.cognito.admin_delete_user(UserPoolId=world.pool, Username=username)
     assert world.deliver("admin-delete-user", sub)["outcome"] == "deleted"
-    assert world.table.get(sub) is None
-    assert world.deliver("admin-delete-user", sub)["outcome"] == "no_row"
+    row = world.row(sub)
+    # Nothing of the person or the app: the key, the pool and when (it blocks a re-create).
+    assert set(row) == {"user_id", "userPoolId", "deletedAt", "updatedAt"}
+    assert row["userPoolId"] == world.pool
+    schema.validate(row)
+    assert world.deliver("admin-delete-user", sub)["outcome"] == "already_erased"
 
 
 def test_the_keep_policy_marks_the_row_and_keeps_it(
@@ -296,24 +316,34 @@ def test_a_late_update_after_a_deletion_brings_nothing_back(world: World) -> Non
     assert world.row(sub) == erased
 
 
-def test_an_update_that_finds_the_user_gone_applies_the_erasure(world: World) -> None:
-    # The deletion event was lost (best-effort delivery): the next event still erases.
+@pytest.mark.parametrize("kind", ["admin-update-user-attributes", "update-user-attributes"])
+def test_an_attribute_event_never_erases_even_when_the_user_is_gone(
+    world: World, kind: str
+) -> None:
+    # Token calls name no pool: "not found here" may mean "another pool's user". The
+    # deletion's own event, or reconcile --erase-orphans, erases this pool's rows.
     sub, username = world.new_user()
+    before = world.row(sub)
     world.cognito.admin_delete_user(UserPoolId=world.pool, Username=username)
-    assert world.deliver("admin-update-user-attributes", sub)["outcome"] == "anonymized"
-    assert "email" not in world.row(sub)
+    assert world.deliver(kind, sub)["outcome"] == "not_in_pool"
+    assert world.row(sub) == before
 
 
 def test_a_refresh_read_before_a_deletion_cannot_write_after_it(world: World) -> None:
     sub, _ = world.new_user()
     read = world.row(sub)
-    world.table.anonymize(sub, remove_username=False, timestamp=schema.now())
+    world.table.anonymize(sub, user_pool_id=world.pool, timestamp=schema.now())
     identity = {"username": read["username"], "email": "back@example.com", "name": "Back"}
     # Even a writer that (wrongly) saw the erased row's updatedAt must not write.
     erased = world.row(sub)
     for seen in (read["updatedAt"], erased["updatedAt"]):
         assert not world.table.refresh_identity(
-            sub, identity, read_updated_at=seen, timestamp=schema.now(), enabled=True
+            sub,
+            identity,
+            user_pool_id=world.pool,
+            read_updated_at=seen,
+            timestamp=schema.now(),
+            enabled=True,
         )
     assert world.row(sub) == erased
 

@@ -132,7 +132,7 @@ def test_users_delete_asks_first_and_a_no_changes_nothing(world: World) -> None:
     assert world.row(sub) == before
 
 
-def test_users_delete_with_the_delete_policy_removes_the_row(world: World) -> None:
+def test_users_delete_with_the_delete_policy_leaves_only_a_tombstone(world: World) -> None:
     sub, _ = world.new_user()
     result = run(
         world,
@@ -147,7 +147,7 @@ def test_users_delete_with_the_delete_policy_removes_the_row(world: World) -> No
     )
     assert result.exit_code == 0, result.output
     assert "row deleted" in result.output
-    assert world.table.get(sub) is None
+    assert world.table.get(sub) == schema.tombstone(sub, world.pool, world.row(sub)["deletedAt"])
 
 
 # --- reconcile -----------------------------------------------------------------------------

@@ -194,7 +194,9 @@ def test_the_reconcile_report_at_80_columns_keeps_ids_whole(clients: Clients) ->
         subs.append(attributes["sub"])
     orphan, moved = str(uuid.uuid4()), str(uuid.uuid4())
     for sub, email in ((orphan, "gone@example.com"), (moved, "user0@example.com")):
-        row = schema.new_record({"sub": sub, "email": email}, sub, timestamp=T0)
+        row = schema.new_record(
+            {"sub": sub, "email": email}, sub, timestamp=T0, user_pool_id=pool_id
+        )
         table.create_if_absent(row)
 
     result = run(80, "reconcile", "--user-pool-id", pool_id, "--table", "users")

@@ -131,10 +131,15 @@ def test_backoff_retries_throttling_and_raises_what_is_not_transient() -> None:
 # --- the table operations reconcile uses -------------------------------------------------
 
 
-def write_row(table: UsersTable, **attributes: str) -> dict[str, Any]:
+def write_row(
+    table: UsersTable, *, pool: str | None = None, **attributes: str
+) -> dict[str, Any]:
+    """A row as the trigger writes it, in `pool` (by default the Stubber tests' POOL)."""
     sub = attributes.pop("sub", None) or str(uuid.uuid4())
     attrs = {"sub": sub, "email": f"u-{sub[:8]}@example.com", "name": "Old Name", **attributes}
-    row = schema.new_record(attrs, sub, timestamp=T0, signed_in=True)
+    row = schema.new_record(
+        attrs, sub, timestamp=T0, signed_in=True, user_pool_id=pool or "us-east-1_TestPool1"
+    )
     assert table.create_if_absent(row)
     return row
 
@@ -147,7 +152,9 @@ def test_refresh_identity_writes_identity_and_updated_at_only(users_table: Users
     assert before is not None
     identity = schema.identity({"sub": uid, "name": "New Name", "phone_number": "+1555"}, uid)
     later = "2026-02-01T00:00:00.000Z"
-    assert users_table.refresh_identity(uid, identity, read_updated_at=T0, timestamp=later)
+    assert users_table.refresh_identity(
+        uid, identity, user_pool_id=POOL, read_updated_at=T0, timestamp=later
+    )
     after = users_table.get(uid)
     assert after is not None
     schema.validate(after)
@@ -167,24 +174,30 @@ def test_refresh_identity_does_nothing_when_the_row_changed_or_is_gone(
     users_table.record_sign_in(
         {"sub": uid, "email": row["email"], "name": "Signed In"},
         uid,
+        user_pool_id=POOL,
         timestamp="2026-03-01T00:00:00.000Z",
     )
     identity = schema.identity({"sub": uid, "name": "Stale"}, uid)
-    assert not users_table.refresh_identity(uid, identity, read_updated_at=T0, timestamp=T0)
+    mine = {"user_pool_id": POOL, "timestamp": T0}
+    assert not users_table.refresh_identity(uid, identity, read_updated_at=T0, **mine)
     assert users_table.get(uid)["name"] == "Signed In"  # type: ignore[index]
     gone = str(uuid.uuid4())
-    assert not users_table.refresh_identity(gone, identity, read_updated_at=T0, timestamp=T0)
-    assert not users_table.refresh_identity(gone, identity, read_updated_at=None, timestamp=T0)
+    assert not users_table.refresh_identity(gone, identity, read_updated_at=T0, **mine)
+    assert not users_table.refresh_identity(gone, identity, read_updated_at=None, **mine)
     assert users_table.get(gone) is None  # never created by a refresh
 
 
 def test_delete_if_unchanged(users_table: UsersTable) -> None:
     row = write_row(users_table)
     assert not users_table.delete_if_unchanged(
-        row["user_id"], read_updated_at="2020-01-01T00:00:00.000Z"
+        row["user_id"], user_pool_id=POOL, read_updated_at="2020-01-01T00:00:00.000Z"
+    )
+    # Another pool's run never deletes it, however unchanged.
+    assert not users_table.delete_if_unchanged(
+        row["user_id"], user_pool_id="us-east-1_OtherPool", read_updated_at=T0
     )
     assert users_table.get(row["user_id"]) is not None
-    assert users_table.delete_if_unchanged(row["user_id"], read_updated_at=T0)
+    assert users_table.delete_if_unchanged(row["user_id"], user_pool_id=POOL, read_updated_at=T0)
     assert users_table.get(row["user_id"]) is None
 
 
@@ -414,7 +427,9 @@ def test_a_sign_in_during_reconcile_wins_over_its_refresh(
 
     def sign_in_after_the_table_was_read(event: ProgressEvent) -> None:
         if event.phase == "table":
-            users_table.record_sign_in(renamed, uid, timestamp="2026-04-01T00:00:00.000Z")
+            users_table.record_sign_in(
+                renamed, uid, user_pool_id=POOL, timestamp="2026-04-01T00:00:00.000Z"
+            )
 
     clock = FakeClock()
     report = reconcile(
@@ -480,9 +495,13 @@ class Pool:
         """
         user = self.user(email)
         if sign_in:
-            self.table.record_sign_in(user["attributes"], user["username"], timestamp=schema.now())
+            self.table.record_sign_in(
+                user["attributes"], user["username"], user_pool_id=self.id, timestamp=schema.now()
+            )
         else:
-            record = schema.new_record(user["attributes"], user["username"], timestamp=schema.now())
+            record = schema.new_record(
+                user["attributes"], user["username"], timestamp=schema.now(), user_pool_id=self.id
+            )
             assert self.table.create_if_absent(record)
 
     def signed_up(self, role: str = "customer") -> str:
@@ -562,7 +581,7 @@ def test_reconcile_reports_then_heals_exactly_what_differs(pool: Pool) -> None:
     pool.cognito.admin_delete_user(UserPoolId=pool.id, Username=returning)
     pool.admin_created("customer", email=returning)
     # … a row whose user is gone, and a user who never confirmed.
-    orphan = write_row(pool.table)["user_id"]
+    orphan = write_row(pool.table, pool=pool.id)["user_id"]
     unconfirmed = DemoUser(f"un-{uuid.uuid4().hex[:8]}@example.com", "customer")
     pool.cognito.sign_up(
         ClientId=pool.client_id,
@@ -582,6 +601,8 @@ def test_reconcile_reports_then_heals_exactly_what_differs(pool: Pool) -> None:
         UNCONFIRMED_USER: 1,
         "invalid": 0,
         "marked deleted": 0,
+        "orphan, no pool recorded": 0,
+        "other pool": 0,
     }
     assert (dry.in_step, dry.pool_users, dry.rows) == (2, 9, 6)
     assert ids(dry, TO_CREATE) == {pool.sub(e) for e in admin_created}
@@ -608,7 +629,7 @@ def test_reconcile_reports_then_heals_exactly_what_differs(pool: Pool) -> None:
         user = pool.user(email)
         row = after[pool.sub(email)]
         assert row == schema.new_record(
-            user["attributes"], user["username"], timestamp=row["createdAt"]
+            user["attributes"], user["username"], timestamp=row["createdAt"], user_pool_id=pool.id
         )
         assert (row["role"], row["lastLoginAt"]) == (role, None)
     for email, changed in ((renamed, {"name": "Renamed"}), (wrong_email, {"email": wrong_email})):

@@ -74,6 +74,7 @@ def test_customer_sign_up_writes_the_complete_record(users_table: UsersTable) ->
     assert item.pop("createdAt") == item.pop("updatedAt")
     assert item == {
         "user_id": CUSTOMER_SUB,
+        "userPoolId": "us-east-1_pMr6t5GFA",
         "username": "testuser",
         "email": "testuser@example.com",
         "name": "Test User",

@@ -13,11 +13,15 @@ effort, usually within minutes). `handler(event, context)`:
 2. **asks Cognito** for the user as they are now (`pool_users.find_user`: ListUsers by sub,
    then AdminGetUser), never the event: events arrive late, twice, or out of order, and the
    current state is the only one worth writing;
-3. **writes** the row: user gone → the erasure policy (`erasure.erase`); user present →
-   identity and `cognitoEnabled` refreshed as a sign-in refreshes identity (`schema.identity`),
-   without `lastLoginAt`, the app's `status` or any app data, and only if the row changed
-   since it was read and is not marked deleted. A row is never created here (sign-in and
-   reconcile do that): a late event must not resurrect a deleted user.
+3. **writes** the row, only if it is this pool's (`userPoolId`; several pools may share the
+   table, and token calls such as `DeleteUser` name no pool, so every pool's handler gets
+   them): a deletion confirmed by Cognito → the erasure policy (`erasure.erase`); user
+   present → identity and `cognitoEnabled` refreshed as a sign-in refreshes identity
+   (`schema.identity`), without `lastLoginAt`, the app's `status` or any app data, and only
+   if the row changed since it was read and is not marked deleted. Another pool's row, or a
+   user this pool does not have, changes nothing (`other_pool`, `not_in_pool`); an attribute
+   event never erases. A row is never created here (sign-in and reconcile do that): a late
+   event must not resurrect a deleted user.
 
 A replay reads the same state and writes nothing. AWS errors (throttling, an unreachable
 table) are raised: Lambda retries the event, then hands it to the failure destination.
@@ -59,6 +63,10 @@ REFRESHED = "refreshed"
 UNCHANGED = "unchanged"
 DROPPED = "dropped"
 STILL_IN_POOL = "still_in_pool"
+# Nothing changed: the row is another pool's, or the user is not this pool's.
+OTHER_POOL = "other_pool"
+NOT_IN_POOL = "not_in_pool"
+IGNORED_OUTCOMES = frozenset({STILL_IN_POOL, OTHER_POOL, NOT_IN_POOL})
 
 # A refresh that lost a race to another write reads the row again: a few times at most.
 REFRESH_ATTEMPTS = 3
@@ -199,7 +207,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         logger.error("change not applied; the event will be retried", extra=log)
         raise
     log["outcome"] = outcome
-    logger.info("change applied" if outcome != STILL_IN_POOL else "change ignored", extra=log)
+    logger.info("change ignored" if outcome in IGNORED_OUTCOMES else "change applied", extra=log)
     return {"outcome": outcome, "user_id": change.sub, "event_name": change.name}
 
 
@@ -211,31 +219,55 @@ def _safe_event_name(event: Any) -> str | None:
 
 
 def apply_change(change: ChangeEvent, cognito: Any, table: UsersTable, settings: Settings) -> str:
-    """Read the user from Cognito and the row from the table, and write what differs."""
+    """Read the user from Cognito and the row from the table, and write what differs.
+
+    Only this pool's users are acted on: token calls name no pool, so every pool's handler in
+    the account receives them. A row another pool owns is never touched; a user this pool
+    does not have changes nothing unless the event is a deletion that Cognito confirms and
+    the row is this pool's (or records no pool: the deletion of that `sub` succeeded, and a
+    `sub` is unique across pools). Every write repeats these conditions in its own request.
+    """
+    pool = settings.user_pool_id
     for _ in range(REFRESH_ATTEMPTS):
         row = table.get(change.sub)
+        owner = schema.pool_of(row) if row else None
+        if owner is not None and owner != pool:
+            return OTHER_POOL  # another pool's user: that pool's handler deals with it
+        if row is not None and schema.is_deleted(row):
+            return str(erasure.Erased.ALREADY_ERASED)  # and it stays so, whatever the event
         hint = row.get("username") if row else None
         user = pool_users.find_user(
-            cognito,
-            settings.user_pool_id,
-            change.sub,
-            username_hint=hint if isinstance(hint, str) else None,
+            cognito, pool, change.sub, username_hint=hint if isinstance(hint, str) else None
         )
         if user is None:
-            # Gone from the pool, whatever the event said: erase (a no-op without a row).
-            return str(erasure.erase(table, change.sub, settings.policy))
+            if change.name not in DELETIONS:
+                # Not this pool's user (an attribute edit in another pool), or a deletion whose
+                # own event will come: an attribute event never erases.
+                return NOT_IN_POOL
+            if row is None and change.user_pool_id != pool:
+                return NOT_IN_POOL  # a token call of a user we never had: nothing to say
+            return str(
+                erasure.erase(
+                    table,
+                    change.sub,
+                    settings.policy,
+                    user_pool_id=pool,
+                    adopt_legacy=True,
+                    # The event named this pool: a sign-up in flight must not recreate it.
+                    tombstone_if_absent=change.user_pool_id == pool,
+                )
+            )
         if change.name in DELETIONS:
             return STILL_IN_POOL  # the deletion did not happen here; nothing to erase
         if row is None:
             return str(erasure.Erased.NO_ROW)  # sign-in or reconcile creates it, never we
-        if schema.is_deleted(row):
-            return str(erasure.Erased.ALREADY_ERASED)
         identity = schema.identity(user.attributes, user.username)
-        if _in_step(row, identity, user.enabled):
+        if owner == pool and _in_step(row, identity, user.enabled):
             return UNCHANGED
         if table.refresh_identity(
             change.sub,
             identity,
+            user_pool_id=pool,
             read_updated_at=row.get("updatedAt"),
             timestamp=schema.now(),
             enabled=user.enabled,

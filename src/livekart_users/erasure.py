@@ -3,13 +3,16 @@
 Set at deploy (`USERS_ERASURE_POLICY`), applied by the change handler on a deletion event,
 by `users delete`, and by `reconcile --apply --erase-orphans`:
 - `anonymize` (the default): every personal field goes (email, name, phone, address,
-  profile image, and the user name when it is an email or a phone number), the row is marked
-  `deletedAt`, and the app data the business must keep (orders, totals, role, store) stays.
-  Without `email` the `email-index` GSI no longer finds the row.
-- `delete`: the row goes.
+  profile image, and the user name whatever its form), the row is marked `deletedAt`, and
+  the app data the business must keep (orders, totals, role, store) stays. Without `email`
+  the `email-index` GSI no longer finds the row.
+- `delete`: the row is replaced by a tombstone (`user_id`, `userPoolId`, `deletedAt`,
+  `updatedAt`): nothing of the person stays, and no late write can create the row again.
 - `keep`: the row stays as it is, marked `deletedAt` (for apps with their own erasure job).
 
-Every policy is idempotent: applied twice, the second changes nothing.
+Only the row of the pool's own user is erased (`userPoolId`), and an erased row stays
+erased: every write that brings identity into a row requires it not to be. Every policy is
+idempotent: applied twice, the second changes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from livekart_users import pool_users, schema
 from livekart_users.aws import error_code
-from livekart_users.exceptions import InvalidErasurePolicy
+from livekart_users.exceptions import InvalidErasurePolicy, NotInPool
 from livekart_users.table import UsersTable
 
 ENVIRONMENT_VARIABLE = "USERS_ERASURE_POLICY"
@@ -47,6 +50,22 @@ class Erased(StrEnum):
     MARKED_DELETED = "marked_deleted"
     ALREADY_ERASED = "already_erased"
     NO_ROW = "no_row"
+    # Left as it is: the row is another pool's user (several pools may share one table).
+    OTHER_POOL = "other_pool"
+    # Left as it is: the row records no pool (written before rows did) and nothing proved it
+    # this pool's.
+    NO_POOL_RECORDED = "no_pool_recorded"
+
+
+# What erasing a row did when it erased it now.
+ERASED_NOW = frozenset({Erased.ANONYMIZED, Erased.DELETED, Erased.MARKED_DELETED})
+_DONE = {
+    Policy.ANONYMIZE: Erased.ANONYMIZED,
+    Policy.DELETE: Erased.DELETED,
+    Policy.KEEP: Erased.MARKED_DELETED,
+}
+# A conditional erasure that lost a race reads the row again: a few times at most.
+_ATTEMPTS = 3
 
 
 def parse_policy(text: str | None) -> Policy:
@@ -60,30 +79,52 @@ def parse_policy(text: str | None) -> Policy:
 
 
 def erase(
-    table: UsersTable, user_id: str, policy: Policy, *, timestamp: str | None = None
+    table: UsersTable,
+    user_id: str,
+    policy: Policy,
+    *,
+    user_pool_id: str,
+    adopt_legacy: bool = False,
+    tombstone_if_absent: bool = False,
+    timestamp: str | None = None,
 ) -> Erased:
-    """Apply `policy` to the user's row. Call it only once Cognito says the user is gone."""
+    """Apply `policy` to the user's row if it is `user_pool_id`'s. Call it only once Cognito
+    (AdminGetUser, strongly consistent, in that pool) says the user is gone.
+
+    A row of another pool is never touched (OTHER_POOL). A row recording no pool is erased
+    only with `adopt_legacy`, when the caller knows the user was this pool's or is gone from
+    every pool (a successful deletion of that `sub`); else NO_POOL_RECORDED. With
+    `tombstone_if_absent` (the user was confirmed in this pool) a missing row gets a
+    tombstone, so a sign-up or sign-in still in flight cannot create it. Every write is
+    conditioned on the pool and on the row not being erased yet, in the same request.
+    """
     timestamp = timestamp or schema.now()
-    if policy is Policy.DELETE:
-        return Erased.DELETED if table.delete(user_id) else Erased.NO_ROW
-    row = table.get(user_id)
-    if row is None:
-        return Erased.NO_ROW
-    if schema.is_deleted(row):
-        return Erased.ALREADY_ERASED
-    if policy is Policy.KEEP:
-        done = table.mark_deleted(user_id, timestamp=timestamp)
-        return Erased.MARKED_DELETED if done else Erased.ALREADY_ERASED
-    # User names are immutable in Cognito, so deciding from the row read a moment ago is safe.
-    done = table.anonymize(
-        user_id,
-        remove_username=schema.username_is_personal(row.get("username")),
-        timestamp=timestamp,
-    )
-    if done:
-        return Erased.ANONYMIZED
-    # Marked deleted by a concurrent erasure meanwhile, or the row went.
-    return Erased.ALREADY_ERASED if table.get(user_id) is not None else Erased.NO_ROW
+    for _ in range(_ATTEMPTS):
+        row = table.get(user_id)
+        if row is None:
+            if not tombstone_if_absent or table.tombstone_if_absent(
+                user_id, user_pool_id=user_pool_id, timestamp=timestamp
+            ):
+                return Erased.NO_ROW
+            continue  # created meanwhile: erase it
+        owner = schema.pool_of(row)
+        if owner is not None and owner != user_pool_id:
+            return Erased.OTHER_POOL
+        if owner is None and not adopt_legacy:
+            return Erased.NO_POOL_RECORDED
+        if schema.is_deleted(row):
+            return Erased.ALREADY_ERASED
+        write = {
+            Policy.ANONYMIZE: table.anonymize,
+            Policy.DELETE: table.replace_with_tombstone,
+            Policy.KEEP: table.mark_deleted,
+        }[policy]
+        if write(
+            user_id, user_pool_id=user_pool_id, timestamp=timestamp, adopt_legacy=adopt_legacy
+        ):
+            return _DONE[policy]
+        # Erased, adopted or removed meanwhile: read it again and decide anew.
+    raise RuntimeError(f"row {user_id} kept changing while it was being erased; try again")
 
 
 @dataclass(frozen=True)
@@ -115,12 +156,22 @@ def delete_user(
     sign-in can write identity back. The other order, stopped half-way, leaves a live
     account whose next sign-in writes email and name into the erased row, and nothing
     would notice. Idempotent: run again, it finishes what a stopped run left.
+
+    Raises NotInPool, having changed nothing, when the pool has no such user and the row
+    does not show it was this pool's (another pool's row, a row recording no pool, or none).
     """
     row = table.get(user_id)
+    owner = schema.pool_of(row) if row else None
+    if owner is not None and owner != user_pool_id:
+        raise NotInPool(user_id, user_pool_id, "its row belongs to another pool")
     hint = row.get("username") if row else None
     user = pool_users.find_user(
         cognito, user_pool_id, user_id, username_hint=hint if isinstance(hint, str) else None
     )
+    if user is None and owner is None:
+        # Not a stopped run of ours to finish: that would have left the pool's id in the row.
+        why = "and its row records no pool" if row else "and has no row"
+        raise NotInPool(user_id, user_pool_id, f"Cognito has no such user {why}")
     deleted = False
     if user is not None:
         try:
@@ -129,5 +180,15 @@ def delete_user(
         except ClientError as exc:
             if error_code(exc) != "UserNotFoundException":  # deleted meanwhile: as wanted
                 raise
-    erased = erase(table, user_id, policy, timestamp=timestamp)
+    # The user was this pool's (found there, or the row says so): a row recording no pool is
+    # theirs, and a missing one gets a tombstone against a sign-in still in flight.
+    erased = erase(
+        table,
+        user_id,
+        policy,
+        user_pool_id=user_pool_id,
+        adopt_legacy=True,
+        tombstone_if_absent=True,
+        timestamp=timestamp,
+    )
     return Deletion(user_id, str(policy), deleted, str(erased))

@@ -85,3 +85,13 @@ class MissingSetting(LivekartUsersError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"{name} is not set: run `livekart-users deploy` to configure it")
+
+
+class NotInPool(LivekartUsersError):
+    """`users delete` was given a user the pool does not have: nothing was changed."""
+
+    def __init__(self, user_id: str, user_pool_id: str, why: str) -> None:
+        super().__init__(
+            f"user {user_id!r} is not in pool {user_pool_id} ({why}): nothing changed; "
+            "check the user id and --user-pool-id"
+        )

@@ -14,9 +14,16 @@ The stages (the shape of a deploy: find what differs, show it, then change it):
    user held back in step 2 — that user came back with a new `sub` (a pool restored
    elsewhere): reported as moved, never created. Users held back for nothing are created;
 5. **orphans** are deleted (`--delete-orphans`) or erased by the erasure policy
-   (`--erase-orphans`) only when asked, confirmed, and Cognito still says they are gone
+   (`--erase-orphans`, which takes moved rows too: their user is gone, whoever has the
+   email now) only when asked, confirmed, and Cognito still says they are gone
    (`AdminGetUser`, strongly consistent). Rows already marked deleted (`deletedAt`: erased
    by the change handler or `users delete`) are reported apart, never as orphans.
+
+Several pools may share the table: only rows recording this pool (`userPoolId`) are this
+run's. Another pool's rows are counted and never changed. Rows recording no pool (written
+before rows recorded it) are adopted when their user is found in this pool; as orphans they
+are counted apart and deleted or erased only when the caller names them
+(`include_no_pool`, `--include-legacy-rows`). Every write is conditioned on the pool too.
 
 Every write is conditional and idempotent, so an interrupted run loses nothing: the next run
 reads both sides again and does only what is still to do.
@@ -83,7 +90,21 @@ MOVED = "moved"
 UNCONFIRMED_USER = "unconfirmed"
 INVALID = "invalid"
 ERASED = "marked deleted"
-CATEGORIES = (TO_CREATE, TO_REFRESH, ORPHAN, MOVED, UNCONFIRMED_USER, INVALID, ERASED)
+# Rows this run must not change unless told: another pool's (the table is shared), and
+# orphans that record no pool (written before rows recorded it: maybe another pool's).
+OTHER_POOL = "other pool"
+NO_POOL_ORPHAN = "orphan, no pool recorded"
+CATEGORIES = (
+    TO_CREATE,
+    TO_REFRESH,
+    ORPHAN,
+    MOVED,
+    UNCONFIRMED_USER,
+    INVALID,
+    ERASED,
+    NO_POOL_ORPHAN,
+    OTHER_POOL,
+)
 
 # Cognito's server error is InternalErrorException; the rest are shared with the trigger.
 TRANSIENT_CODES = aws.RETRYABLE_CODES | {"InternalErrorException", "LimitExceededException"}
@@ -371,10 +392,13 @@ class TableIndex:
     _UPDATED = _HINTS + HINT_BYTES * len(COMPARED_FIELDS)
     _FLAGS = _UPDATED + 8
     SIZE = _FLAGS + 1
-    _SEEN, _ODD_TIME, _HAS_FLAG, _PACKED = 1, 2, 4, 8
+    _SEEN, _ODD_TIME, _HAS_FLAG, _PACKED, _NO_POOL = 1, 2, 4, 8, 16
     _LOAD = 0.7
 
-    def __init__(self, expected: int = 0) -> None:
+    def __init__(self, expected: int = 0, *, user_pool_id: str = "") -> None:
+        # Only this pool's rows are indexed (and rows recording no pool, flagged): several
+        # pools may share the table.
+        self.user_pool_id = user_pool_id
         self._records = bytearray()
         self._number = 0  # records held
         self._slots = self._empty_slots(expected)
@@ -387,6 +411,9 @@ class TableIndex:
         # Rows marked deleted: counted, a few ids kept for the report, never indexed as users.
         self.erased = 0
         self.erased_examples: list[str] = []
+        # Rows of other pools sharing the table: counted, never indexed, never changed.
+        self.other_pool = 0
+        self.other_pool_examples: list[str] = []
 
     @staticmethod
     def _capacity(expected: int) -> int:
@@ -411,6 +438,12 @@ class TableIndex:
         if not isinstance(uid, str):
             return
         self.count += 1
+        owner = schema.pool_of(row)
+        if owner is not None and owner != self.user_pool_id:
+            self.other_pool += 1
+            if len(self.other_pool_examples) < DEFAULT_EXAMPLES * 10:
+                self.other_pool_examples.append(uid)
+            return
         if schema.is_deleted(row):
             self.erased += 1
             if len(self.erased_examples) < DEFAULT_EXAMPLES * 10:
@@ -419,6 +452,8 @@ class TableIndex:
         compared = _compared_of_row(row)
         email = _email_digest(compared)
         flags = self._HAS_FLAG if schema.COGNITO_ENABLED in row else 0
+        if owner is None:
+            flags |= self._NO_POOL  # adopted if its user is found here; never erased on a guess
         millis = _packed_timestamp(row.get("updatedAt"))
         number = self._number
         if millis is None:
@@ -561,6 +596,10 @@ class TableIndex:
     def has_enabled_flag(self, number: int) -> bool:
         return bool(self._records[number * self.SIZE + self._FLAGS] & self._HAS_FLAG)
 
+    def records_no_pool(self, number: int) -> bool:
+        """True for a row written before rows recorded their pool."""
+        return bool(self._records[number * self.SIZE + self._FLAGS] & self._NO_POOL)
+
     def updated_at(self, number: int) -> str | None:
         if self._records[number * self.SIZE + self._FLAGS] & self._ODD_TIME:
             odd = self.odd_updated_at.get(number)
@@ -606,6 +645,9 @@ class Report:
     orphans_erased: int = 0
     orphans_kept: int = 0
     erased: int = 0  # rows already marked deleted
+    other_pool_rows: int = 0  # rows of other pools sharing the table: never changed
+    no_pool_orphans: int = 0  # orphans recording no pool: changed only when included
+    include_no_pool: bool = False  # --include-legacy-rows
     erasure_policy: str | None = None  # with --erase-orphans
     list_requests: int = 0
     retries: int = 0
@@ -639,6 +681,8 @@ class Report:
             UNCONFIRMED_USER: self.unconfirmed,
             INVALID: self.invalid,
             ERASED: self.erased,
+            NO_POOL_ORPHAN: self.no_pool_orphans,
+            OTHER_POOL: self.other_pool_rows,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -657,8 +701,11 @@ class Report:
         """Forget what the listing found (it starts over); what was written stays counted."""
         for name in _POOL_SIDE:
             setattr(self, name, 0)
-        self.examples = [e for e in self.examples if e.category == ERASED]
-        self._shown = {ERASED: len(self.examples)} if self.examples else {}
+        table_side = (ERASED, OTHER_POOL)
+        self.examples = [e for e in self.examples if e.category in table_side]
+        self._shown = {}
+        for example in self.examples:
+            self._shown[example.category] = self._shown.get(example.category, 0) + 1
 
 
 # What a checkpoint carries from one part of a run to the next; what the listing found.
@@ -812,10 +859,13 @@ class Reconciler:
         delete_orphans: bool = False,
         erase_orphans: erasure.Policy | None = None,
         confirm_delete: Callable[[int], bool] | None = None,
+        include_no_pool: bool = False,
     ) -> Report:
         """Compare, and with `apply` heal. Orphans are deleted (`delete_orphans`) or erased
         by the policy `erase_orphans` only with `apply` and `confirm_delete(count)` returning
-        True, and each only once Cognito confirms its user is gone.
+        True, and each only once Cognito confirms its user is gone. Only this pool's rows:
+        another pool's are counted and never changed; orphans that record no pool are
+        counted apart and deleted or erased only with `include_no_pool`.
 
         With `checkpoints`, the run resumes where an earlier one with the same pool, table
         and mode stopped (unless `restart`), saves its place after each page, and forgets it
@@ -837,8 +887,12 @@ class Reconciler:
         index = self._index_table()
         report.rows = index.count
         report.erased = index.erased
+        report.other_pool_rows = index.other_pool
+        report.include_no_pool = include_no_pool
         for uid in index.erased_examples:
             report.example(ERASED, uid, "its user was deleted; erased")
+        for uid in index.other_pool_examples:
+            report.example(OTHER_POOL, uid, "another pool's user; left alone")
         report.table_seconds = round(self._clock() - started, 3)
         listing = _Listing(State(self.user_pool_id, self.table.name, apply))
         held = _Held()
@@ -854,7 +908,9 @@ class Reconciler:
             writer.drain()
             if apply and (delete_orphans or erase_orphans is not None):
                 report.erasure_policy = str(erase_orphans) if erase_orphans else None
-                self._delete_orphans(index, held, report, writer, confirm_delete, erase_orphans)
+                self._delete_orphans(
+                    index, held, report, writer, confirm_delete, erase_orphans, include_no_pool
+                )
                 writer.drain()
         if self.checkpoints is not None:
             self.checkpoints.clear()
@@ -891,7 +947,7 @@ class Reconciler:
 
     def _index_table(self) -> TableIndex:
         estimate = self._estimated_rows()
-        index = TableIndex(expected=estimate or 0)
+        index = TableIndex(expected=estimate or 0, user_pool_id=self.user_pool_id)
         total = estimate if self._showing_progress else None
         for page in self.table.pages(TABLE_PAGE_SIZE):
             for row in page:
@@ -1010,6 +1066,14 @@ class Reconciler:
             if status == UNCONFIRMED:
                 report.unconfirmed += 1
                 report.example(UNCONFIRMED_USER, uid, "has a row; left alone")
+            elif index.records_no_pool(number):
+                # Found in this pool: the refresh records the pool in the row (adopts it).
+                report.to_refresh += 1
+                report.example(TO_REFRESH, uid, "records no pool: adopted by this pool")
+                flag = enabled if not enabled or index.has_enabled_flag(number) else None
+                writer.refresh(
+                    self.table, self.user_pool_id, uid, identity, index.updated_at(number), flag
+                )
             elif index.identity_digest(number) == _identity_digest(compared):
                 report.in_step += 1
             else:
@@ -1019,7 +1083,9 @@ class Reconciler:
                 # The flag is written where it says something: a disabled user, or a row
                 # that has one (a row without it reads as enabled).
                 flag = enabled if not enabled or index.has_enabled_flag(number) else None
-                writer.refresh(self.table, uid, identity, index.updated_at(number), flag)
+                writer.refresh(
+                    self.table, self.user_pool_id, uid, identity, index.updated_at(number), flag
+                )
             return record(SEEN, uid)
         email = _email_digest(identity)
         if index.has_email(email):
@@ -1047,7 +1113,11 @@ class Reconciler:
         try:
             # The trigger's own recipe, role policy included (admin becomes customer).
             item = schema.new_record(
-                attributes, username, timestamp=schema.now(), extra_fields=self.extra_fields
+                attributes,
+                username,
+                timestamp=schema.now(),
+                extra_fields=self.extra_fields,
+                user_pool_id=self.user_pool_id,
             )
         except InvalidRecord as exc:
             report.invalid += 1
@@ -1074,6 +1144,9 @@ class Reconciler:
                 matched.add(email)
                 more = f" and {len(new_ids) - 1} more" if len(new_ids) > 1 else ""
                 report.example(MOVED, uid, f"same email as user {new_ids[0]}{more}; not moved")
+            elif index.records_no_pool(number):
+                report.no_pool_orphans += 1
+                report.example(NO_POOL_ORPHAN, uid, "no such user in this pool; maybe another's")
             else:
                 report.orphans += 1
                 report.example(ORPHAN, uid, "no such user in the pool")
@@ -1140,27 +1213,47 @@ class Reconciler:
         writer: _Writer,
         confirm: Callable[[int], bool] | None,
         policy: erasure.Policy | None = None,
+        include_no_pool: bool = False,
     ) -> None:
-        if report.orphans == 0:
+        """Delete or erase the orphans, each once Cognito confirms its user is gone.
+
+        Erasing takes the rows reported as moved too: their user is gone, whoever now has
+        the same email (erasure keeps the app data; deletion would not, so `--delete-orphans`
+        leaves them). Rows recording no pool only with `include_no_pool`.
+        """
+
+        def wanted(number: int) -> bool:
+            if index.records_no_pool(number) and not include_no_pool:
+                return False
+            return policy is not None or not held.users(index.email_digest(number))
+
+        total = sum(1 for _, number in index.unseen() if wanted(number))
+        if total == 0:
             return
-        if confirm is None or not confirm(report.orphans):
-            report.orphans_kept = report.orphans
+        if confirm is None or not confirm(total):
+            report.orphans_kept = total
             return
         done = 0
         for uid, number in index.unseen():
-            if held.users(index.email_digest(number)):
-                continue  # moved, not orphaned: its app data is still someone's
+            if not wanted(number):
+                continue
             done += 1
+            legacy = index.records_no_pool(number)
             if policy is not None:
-                self._erase_orphan(uid, policy, report, writer)
+                self._erase_orphan(uid, policy, report, writer, legacy)
             elif self._still_in_pool(uid):
                 report.orphans_kept += 1
             else:
-                writer.delete(self.table, uid, index.updated_at(number))
-            self._progress(ProgressEvent("orphans", done, report.orphans))
+                writer.delete(self.table, self.user_pool_id, uid, index.updated_at(number), legacy)
+            self._progress(ProgressEvent("orphans", done, total))
 
     def _erase_orphan(
-        self, uid: str, policy: erasure.Policy, report: Report, writer: _Writer
+        self,
+        uid: str,
+        policy: erasure.Policy,
+        report: Report,
+        writer: _Writer,
+        adopt_no_pool: bool = False,
     ) -> None:
         """Erase the row by `policy` once AdminGetUser, strongly consistent, says the user is
         gone (by the row's user name: the index kept ids only)."""
@@ -1175,7 +1268,7 @@ class Reconciler:
         if user is not None:
             report.orphans_kept += 1
         else:
-            writer.erase(self.table, uid, policy)
+            writer.erase(self.table, self.user_pool_id, uid, policy, adopt_no_pool)
 
 
 def _sub_of(user: Mapping[str, Any]) -> str | None:
@@ -1230,6 +1323,7 @@ class _Writer:
     def refresh(
         self,
         table: UsersTable,
+        pool: str,
         uid: str,
         identity: Mapping[str, Any],
         updated_at: str | None,
@@ -1238,23 +1332,33 @@ class _Writer:
         self._submit(
             "refresh",
             lambda: table.refresh_identity(
-                uid, identity, read_updated_at=updated_at, timestamp=schema.now(), enabled=enabled
+                uid,
+                identity,
+                user_pool_id=pool,
+                read_updated_at=updated_at,
+                timestamp=schema.now(),
+                enabled=enabled,
             ),
         )
 
-    def delete(self, table: UsersTable, uid: str, updated_at: str | None) -> None:
-        self._submit("delete", lambda: table.delete_if_unchanged(uid, read_updated_at=updated_at))
+    def delete(
+        self, table: UsersTable, pool: str, uid: str, updated_at: str | None, adopt_no_pool: bool
+    ) -> None:
+        self._submit(
+            "delete",
+            lambda: table.delete_if_unchanged(
+                uid, user_pool_id=pool, read_updated_at=updated_at, adopt_legacy=adopt_no_pool
+            ),
+        )
 
-    def erase(self, table: UsersTable, uid: str, policy: erasure.Policy) -> None:
+    def erase(
+        self, table: UsersTable, pool: str, uid: str, policy: erasure.Policy, adopt_no_pool: bool
+    ) -> None:
         self._submit(
             "erase",
             lambda: (
-                erasure.erase(table, uid, policy)
-                in (
-                    erasure.Erased.ANONYMIZED,
-                    erasure.Erased.DELETED,
-                    erasure.Erased.MARKED_DELETED,
-                )
+                erasure.erase(table, uid, policy, user_pool_id=pool, adopt_legacy=adopt_no_pool)
+                in erasure.ERASED_NOW
             ),
         )
 
@@ -1300,6 +1404,7 @@ def reconcile(
     delete_orphans: bool = False,
     erase_orphans: erasure.Policy | None = None,
     confirm_delete: Callable[[int], bool] | None = None,
+    include_no_pool: bool = False,
     **options: Any,
 ) -> Report:
     """Compare the pool with the table and, with `apply`, heal the table. See `Reconciler`."""
@@ -1308,4 +1413,5 @@ def reconcile(
         delete_orphans=delete_orphans,
         erase_orphans=erase_orphans,
         confirm_delete=confirm_delete,
+        include_no_pool=include_no_pool,
     )

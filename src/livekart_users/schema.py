@@ -44,12 +44,18 @@ VENDOR_DEFAULTS: Mapping[str, Any] = {
 # Written by the change handler (livekart_users.changes), `users delete` and reconcile only.
 DELETED_AT = "deletedAt"  # when the Cognito user was deleted; the row keeps only app data
 COGNITO_ENABLED = "cognitoEnabled"  # Cognito's own enabled flag; absent: not seen yet
-# What erasure removes: everything that names or reaches the person. `username` too, but only
-# when it is an email or a phone number (see `username_is_personal`).
-PERSONAL_FIELDS = ("email", "name", "phoneNumber", "address", "profileImage")
+# The pool the row's user belongs to. Several pools may share one table: every write that
+# refreshes or erases a row is conditioned on it, so one pool never changes another's rows.
+# Absent on rows written before it existed ("legacy" rows): a write from the user's own pool
+# adopts them; nothing erases them on a guess.
+USER_POOL_ID = "userPoolId"
+# What erasure removes: everything that names or reaches the person, the user name included
+# whatever its form (a federated `Google_1234…` is the person's id at the provider; a chosen
+# name identifies them as well as an email does).
+PERSONAL_FIELDS = ("email", "name", "phoneNumber", "address", "profileImage", "username")
 RECORD_FIELDS = frozenset(
     {"user_id", "role", "status", "createdAt", "updatedAt", "lastLoginAt"}
-    | {DELETED_AT, COGNITO_ENABLED}
+    | {DELETED_AT, COGNITO_ENABLED, USER_POOL_ID}
     | set(IDENTITY_FIELDS)
     | set(APP_DEFAULTS)
     | set(VENDOR_DEFAULTS)
@@ -113,23 +119,27 @@ def user_id(attributes: Mapping[str, Any]) -> str | None:
     return _text(attributes.get("sub"))
 
 
-_EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+$")
-_PHONE_LIKE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
-
-
-def username_is_personal(username: Any) -> bool:
-    """True when a user name is an email address or a phone number (erasure removes it).
-
-    Cognito's own user names in email- or phone-sign-in pools are the `sub`, which is not.
-    """
-    return isinstance(username, str) and bool(
-        _EMAIL_LIKE.match(username.strip()) or _PHONE_LIKE.match(username.strip())
-    )
-
-
 def is_deleted(row: Mapping[str, Any]) -> bool:
-    """True when the row is marked deleted (its Cognito user is gone)."""
+    """True when the row is marked deleted (its Cognito user is gone): an anonymized row, a
+    kept one, or the tombstone the `delete` policy leaves."""
     return row.get(DELETED_AT) is not None
+
+
+def pool_of(row: Mapping[str, Any]) -> str | None:
+    """The pool the row records, or None for a row written before rows recorded one."""
+    pool = row.get(USER_POOL_ID)
+    return pool if isinstance(pool, str) and pool else None
+
+
+def tombstone(user_id: str, user_pool_id: str, timestamp: str) -> dict[str, Any]:
+    """What the `delete` policy leaves of a row: enough to say "erased" and block every
+    conditional create (`attribute_not_exists(user_id)`) from bringing the user back."""
+    return {
+        "user_id": user_id,
+        USER_POOL_ID: user_pool_id,
+        DELETED_AT: timestamp,
+        "updatedAt": timestamp,
+    }
 
 
 def display_name(attributes: Mapping[str, Any]) -> str | None:
@@ -179,8 +189,10 @@ def new_record(
     timestamp: str,
     signed_in: bool = False,
     extra_fields: Mapping[str, Any] | None = None,
+    user_pool_id: str | None = None,
 ) -> dict[str, Any]:
-    """The complete row for a user seen for the first time.
+    """The complete row for a user seen for the first time, in `user_pool_id` (recorded in
+    the row; None only where no pool is known, as in a unit test).
 
     Raises InvalidRecord when the attributes cannot make a valid row (no `sub`, say).
     """
@@ -199,6 +211,8 @@ def new_record(
     }
     if role == VENDOR:
         item.update(VENDOR_DEFAULTS)
+    if user_pool_id is not None:
+        item[USER_POOL_ID] = user_pool_id
     validate(item)
     return item
 
@@ -215,11 +229,13 @@ def problems(item: Mapping[str, Any]) -> list[str]:
     """Everything that makes `item` an invalid row (empty when it is valid)."""
     found: list[str] = []
     vendor = item.get("role") == VENDOR
-    # An erased row has lost its personal fields (and maybe its user name) on purpose.
+    # An erased row has lost its personal fields on purpose; the `delete` policy's tombstone
+    # keeps nothing but its key, pool and timestamps.
     erased = DELETED_AT in item
+    gone = _ERASABLE | (set(_RULES) if erased and set(item) <= _TOMBSTONE_FIELDS else set())
     for field, (check, what) in _RULES.items():
         if field not in item:
-            required = (field in _REQUIRED and not (erased and field in _ERASABLE)) or (
+            required = (field in _REQUIRED and not (erased and field in gone)) or (
                 vendor and field in VENDOR_DEFAULTS
             )
             if required:
@@ -345,11 +361,15 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "rating": _NUMBER,
     "totalReviews": _NUMBER,
     DELETED_AT: _TIMESTAMP_RULE,
+    USER_POOL_ID: (lambda v: isinstance(v, str) and bool(v), "must be a non-empty string"),
     COGNITO_ENABLED: (lambda v: isinstance(v, bool), "must be true or false"),
 }
 # Every row has these; vendor rows also have the vendor fields; `email` is absent without one.
-_REQUIRED = frozenset(_RULES) - {"email", DELETED_AT, COGNITO_ENABLED} - set(VENDOR_DEFAULTS)
-_ERASABLE = frozenset({*PERSONAL_FIELDS, "username"})
+_REQUIRED = (
+    frozenset(_RULES) - {"email", DELETED_AT, COGNITO_ENABLED, USER_POOL_ID} - set(VENDOR_DEFAULTS)
+)
+_ERASABLE = frozenset(PERSONAL_FIELDS)
+_TOMBSTONE_FIELDS = frozenset({"user_id", USER_POOL_ID, DELETED_AT, "updatedAt"})
 
 
 # --- extra fields from configuration -----------------------------------------------------

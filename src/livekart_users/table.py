@@ -4,6 +4,13 @@ Every write is conditional, so a replayed or retried trigger changes nothing it 
 creation is a put on `attribute_not_exists(user_id)`; a sign-in is an update on
 `attribute_exists(user_id)` that refreshes identity and `lastLoginAt` only, and fills an
 app-owned field only where it is missing (`if_not_exists`), never overwriting it.
+
+Several pools may share one table, and a late write may follow an erasure, so every write
+that refreshes or erases a row also requires, in the same request (never a read followed by
+a write), that the row is its pool's (`userPoolId`, or none recorded yet: the write then
+adopts it) and, for a refresh, that it is not erased (`deletedAt`). An erased row stays
+erased: the `delete` policy leaves a tombstone rather than nothing, so no create brings it
+back.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class Outcome(StrEnum):
     CREATED = "created"
     ALREADY_EXISTS = "already_exists"
     REFRESHED = "refreshed"
+    # The row exists but is erased, or is another pool's: nothing was written.
+    NOT_REFRESHED = "not_refreshed"
 
 
 def to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +80,24 @@ def update_expression(
     if removed:
         expression += " REMOVE " + ", ".join(removed)
     return expression, names, bound
+
+
+def _own_pool(
+    user_pool_id: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    *,
+    adopt_legacy: bool = True,
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition "the row is `user_pool_id`'s" (or records no pool, with `adopt_legacy`).
+
+    Part of the write's own request: a read followed by a write could race another pool's.
+    """
+    names = {**names, "#pool": schema.USER_POOL_ID}
+    values = {**values, ":pool": user_pool_id}
+    if adopt_legacy:
+        return "(#pool = :pool OR attribute_not_exists(#pool))", names, values
+    return "#pool = :pool", names, values
 
 
 def _unchanged_since_read(
@@ -120,6 +147,7 @@ class UsersTable:
         attributes: Mapping[str, Any],
         username: str,
         *,
+        user_pool_id: str,
         timestamp: str,
         extra_fields: Mapping[str, Any] | None = None,
         deadline: Deadline | None = None,
@@ -127,29 +155,52 @@ class UsersTable:
         """Refresh identity and `lastLoginAt` of the user's row, or create the row if missing.
 
         Role, status, cart, wishlist, counters and vendor fields are never changed here: a
-        sign-in cannot turn a customer into a vendor, whatever the token claims.
+        sign-in cannot turn a customer into a vendor, whatever the token claims. A row that
+        is erased (a sign-in that was in flight while the user was deleted, or Cognito's
+        retry of one) or that another pool owns is left as it is: NOT_REFRESHED.
         """
         # Built first so that attributes which cannot make a valid row are refused before
         # anything is written.
         item = schema.new_record(
-            attributes, username, timestamp=timestamp, signed_in=True, extra_fields=extra_fields
+            attributes,
+            username,
+            timestamp=timestamp,
+            signed_in=True,
+            extra_fields=extra_fields,
+            user_pool_id=user_pool_id,
         )
-        try:
-            self._refresh(attributes, username, timestamp, deadline)
+        if self._try_refresh(attributes, username, user_pool_id, timestamp, deadline):
             return Outcome.REFRESHED
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise self._translated(exc) from exc
+        # No row, or one we must not write. The trigger may not read (least privilege), so
+        # the create tells them apart: it fails on any row, erased and foreign ones included.
         if self.create_if_absent(item, deadline=deadline):
             return Outcome.CREATED
         # Created by a concurrent invocation between our two calls: refresh it after all.
-        self._refresh(attributes, username, timestamp, deadline)
-        return Outcome.REFRESHED
+        if self._try_refresh(attributes, username, user_pool_id, timestamp, deadline):
+            return Outcome.REFRESHED
+        return Outcome.NOT_REFRESHED
+
+    def _try_refresh(
+        self,
+        attributes: Mapping[str, Any],
+        username: str,
+        user_pool_id: str,
+        timestamp: str,
+        deadline: Deadline | None,
+    ) -> bool:
+        try:
+            self._refresh(attributes, username, user_pool_id, timestamp, deadline)
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
 
     def _refresh(
         self,
         attributes: Mapping[str, Any],
         username: str,
+        user_pool_id: str,
         timestamp: str,
         deadline: Deadline | None,
     ) -> None:
@@ -157,6 +208,7 @@ class UsersTable:
         fields = schema.identity(attributes, username)
         fields["lastLoginAt"] = timestamp
         fields["updatedAt"] = timestamp
+        fields[schema.USER_POOL_ID] = user_pool_id  # adopts a row that records no pool
         # Heal a row that lost an app-owned field, without ever overwriting one that exists.
         defaults = {
             "role": schema.CUSTOMER,
@@ -167,14 +219,17 @@ class UsersTable:
         expression, names, values = update_expression(
             fields, if_missing=defaults, remove=() if "email" in fields else ("email",)
         )
+        owned, names, values = _own_pool(user_pool_id, names, values)
         self._call(
             deadline,
             self.client.update_item,
             TableName=self.name,
             Key=to_dynamo({"user_id": uid}),
             UpdateExpression=expression,
-            ConditionExpression="attribute_exists(user_id)",
-            ExpressionAttributeNames=names,
+            ConditionExpression=(
+                f"attribute_exists(user_id) AND attribute_not_exists(#deletedAt) AND {owned}"
+            ),
+            ExpressionAttributeNames={**names, "#deletedAt": schema.DELETED_AT},
             ExpressionAttributeValues=to_dynamo(values),
         )
 
@@ -360,28 +415,32 @@ class UsersTable:
         user_id: str,
         identity: Mapping[str, Any],
         *,
+        user_pool_id: str,
         read_updated_at: str | None,
         timestamp: str,
         enabled: bool | None = None,
     ) -> bool:
         """Write Cognito's identity attributes (`schema.identity`) and `updatedAt` into the row,
-        and Cognito's enabled flag (`cognitoEnabled`) when `enabled` is given.
+        and Cognito's enabled flag (`cognitoEnabled`) when `enabled` is given; the row records
+        `user_pool_id` from then on (the caller found the user in that pool).
 
-        Only if the row still exists, is not marked deleted, and its `updatedAt` is still
-        `read_updated_at` (None: it had none), i.e. nothing wrote to it since it was read; True
-        when it was written. Never touches `lastLoginAt` (this is not a sign-in) or any
-        app-owned field, `status` included.
+        Only if the row still exists, is not marked deleted, is `user_pool_id`'s or records no
+        pool, and its `updatedAt` is still `read_updated_at` (None: it had none), i.e. nothing
+        wrote to it since it was read; True when it was written. Never touches `lastLoginAt`
+        (this is not a sign-in) or any app-owned field, `status` included.
         """
         fields: dict[str, Any] = {f: identity[f] for f in schema.IDENTITY_FIELDS if f in identity}
         if enabled is not None:
             fields[schema.COGNITO_ENABLED] = enabled
+        fields[schema.USER_POOL_ID] = user_pool_id
         expression, names, values = update_expression(
             {**fields, "updatedAt": timestamp},
             remove=() if "email" in identity else ("email",),
         )
         condition, names, values = _unchanged_since_read(read_updated_at, names, values)
+        owned, names, values = _own_pool(user_pool_id, names, values)
         # A late change event must never bring personal data back into an erased row.
-        condition += " AND attribute_not_exists(#deletedAt)"
+        condition += f" AND {owned} AND attribute_not_exists(#deletedAt)"
         names = {**names, "#deletedAt": schema.DELETED_AT}
         try:
             self.client.update_item(
@@ -398,9 +457,19 @@ class UsersTable:
             raise self._translated(exc) from exc
         return True
 
-    def delete_if_unchanged(self, user_id: str, *, read_updated_at: str | None) -> bool:
-        """Delete the row if its `updatedAt` is still `read_updated_at`; True when deleted."""
+    def delete_if_unchanged(
+        self,
+        user_id: str,
+        *,
+        user_pool_id: str,
+        read_updated_at: str | None,
+        adopt_legacy: bool = False,
+    ) -> bool:
+        """Delete the row if it is `user_pool_id`'s (or records no pool, with `adopt_legacy`)
+        and its `updatedAt` is still `read_updated_at`; True when deleted."""
         condition, names, values = _unchanged_since_read(read_updated_at, {}, {})
+        owned, names, values = _own_pool(user_pool_id, names, values, adopt_legacy=adopt_legacy)
+        condition += f" AND {owned}"
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "Key": to_dynamo({"user_id": user_id}),
@@ -419,31 +488,53 @@ class UsersTable:
 
     # --- erasure: the Cognito user is gone --------------------------------------------
 
-    def anonymize(self, user_id: str, *, remove_username: bool, timestamp: str) -> bool:
-        """Remove every personal field (and the user name if `remove_username`) and mark the
-        row deleted at `timestamp`; app data stays. True when this call did it, False when the
-        row is missing or already marked deleted (a replay changes nothing).
+    def anonymize(
+        self, user_id: str, *, user_pool_id: str, timestamp: str, adopt_legacy: bool = False
+    ) -> bool:
+        """Remove every personal field (`schema.PERSONAL_FIELDS`, the user name included) and
+        mark the row deleted at `timestamp`; app data stays. True when this call did it, False
+        when the row is missing, already marked deleted (a replay changes nothing), or not
+        `user_pool_id`'s (a row recording no pool counts as its own only with `adopt_legacy`).
 
         With `email` gone, the `email-index` GSI no longer finds the row.
         """
-        removed = [*schema.PERSONAL_FIELDS, *(("username",) if remove_username else ())]
-        return self._mark_deleted(user_id, timestamp, removed)
-
-    def mark_deleted(self, user_id: str, *, timestamp: str) -> bool:
-        """Mark the row deleted at `timestamp` and keep everything (the `keep` policy)."""
-        return self._mark_deleted(user_id, timestamp, [])
-
-    def _mark_deleted(self, user_id: str, timestamp: str, removed: list[str]) -> bool:
-        expression, names, values = update_expression(
-            {schema.DELETED_AT: timestamp, "updatedAt": timestamp}, remove=removed
+        return self._mark_deleted(
+            user_id, user_pool_id, timestamp, list(schema.PERSONAL_FIELDS), adopt_legacy
         )
+
+    def mark_deleted(
+        self, user_id: str, *, user_pool_id: str, timestamp: str, adopt_legacy: bool = False
+    ) -> bool:
+        """Mark the row deleted at `timestamp` and keep everything (the `keep` policy); the
+        same conditions as `anonymize`."""
+        return self._mark_deleted(user_id, user_pool_id, timestamp, [], adopt_legacy)
+
+    def _mark_deleted(
+        self,
+        user_id: str,
+        user_pool_id: str,
+        timestamp: str,
+        removed: list[str],
+        adopt_legacy: bool,
+    ) -> bool:
+        expression, names, values = update_expression(
+            {
+                schema.DELETED_AT: timestamp,
+                "updatedAt": timestamp,
+                schema.USER_POOL_ID: user_pool_id,
+            },
+            remove=removed,
+        )
+        owned, names, values = _own_pool(user_pool_id, names, values, adopt_legacy=adopt_legacy)
         try:
             self.client.update_item(
                 TableName=self.name,
                 Key=to_dynamo({"user_id": user_id}),
                 UpdateExpression=expression,
                 # Not conditioned on updatedAt: erasure must win over any concurrent write.
-                ConditionExpression="attribute_exists(user_id) AND attribute_not_exists(#deleted)",
+                ConditionExpression=(
+                    f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
+                ),
                 ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
                 ExpressionAttributeValues=to_dynamo(values),
             )
@@ -453,15 +544,33 @@ class UsersTable:
             raise self._translated(exc) from exc
         return True
 
-    def delete(self, user_id: str) -> bool:
-        """Delete the row whatever it holds; True when there was one (the `delete` policy)."""
+    def replace_with_tombstone(
+        self, user_id: str, *, user_pool_id: str, timestamp: str, adopt_legacy: bool = False
+    ) -> bool:
+        """The `delete` policy: replace the row with its tombstone (`schema.tombstone`), so no
+        late sign-in, replayed sign-up or reconcile can create it again. The same conditions
+        as `anonymize`; True when this call did it."""
+        owned, names, values = _own_pool(user_pool_id, {}, {}, adopt_legacy=adopt_legacy)
         try:
-            answer = self.client.delete_item(
-                TableName=self.name, Key=to_dynamo({"user_id": user_id}), ReturnValues="ALL_OLD"
+            self.client.put_item(
+                TableName=self.name,
+                Item=to_dynamo(schema.tombstone(user_id, user_pool_id, timestamp)),
+                ConditionExpression=(
+                    f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
+                ),
+                ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
+                ExpressionAttributeValues=to_dynamo(values),
             )
         except ClientError as exc:
+            if _condition_failed(exc):
+                return False
             raise self._translated(exc) from exc
-        return bool(answer.get("Attributes"))
+        return True
+
+    def tombstone_if_absent(self, user_id: str, *, user_pool_id: str, timestamp: str) -> bool:
+        """Write the tombstone of a user confirmed gone from `user_pool_id` who has no row,
+        so a sign-up or sign-in still in flight cannot create one; True when written."""
+        return self.create_if_absent(schema.tombstone(user_id, user_pool_id, timestamp))
 
     # --- the table itself --------------------------------------------------------------
 

@@ -85,10 +85,14 @@ METRIC_NAMES = {
     Outcome.CREATED: "UserCreated",
     Outcome.ALREADY_EXISTS: "UserAlreadyExisted",
     Outcome.REFRESHED: "UserRefreshed",
+    Outcome.NOT_REFRESHED: "UserNotRefreshed",
     FAILED: WRITE_FAILED_METRIC,
     UNKNOWN: WRITE_UNKNOWN_METRIC,
 }
 LOCAL_FUNCTION = "local"
+
+# `<region>_<id>` as Cognito makes them (cognito-local's `local_…` too), bounded in length.
+_POOL_ID = re.compile(r"^[\w-]{1,50}_[0-9A-Za-z]{1,60}$")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
@@ -260,6 +264,11 @@ class CognitoTriggerEvent:
         return self._raw.get("triggerSource")
 
     @property
+    def user_pool_id(self) -> Any:
+        """The pool the user belongs to (`userPoolId`): Cognito always sends it."""
+        return self._raw.get("userPoolId")
+
+    @property
     def user_name(self) -> Any:
         """The user's Cognito user name (`userName`)."""
         return self._raw.get("userName")
@@ -286,6 +295,10 @@ def _dispatch(event: Any, deadline: aws.Deadline, log: dict[str, Any]) -> str:
     # Cognito's sub is always a UUID; anything else was put in the event by hand (a test
     # event, a forged call) and may be an email: it is not logged as given.
     log["user_id"] = uid if uid is None or _UUID.fullmatch(uid) else "not-a-uuid"
+    pool = typed.user_pool_id
+    if not isinstance(pool, str) or not _POOL_ID.match(pool):
+        # Every write is conditioned on the row's pool: without one, write nothing.
+        raise InvalidRecord(["userPoolId: must be a user pool id"])
     username = typed.user_name
     # userName is always there from Cognito; without it the row is keyed and named by sub.
     username = username if isinstance(username, str) and username else (uid or "")
@@ -303,10 +316,19 @@ def _dispatch(event: Any, deadline: aws.Deadline, log: dict[str, Any]) -> str:
 
     if source == AUTHENTICATION:
         return table.record_sign_in(
-            attributes, username, timestamp=timestamp, extra_fields=extra, deadline=deadline
+            attributes,
+            username,
+            user_pool_id=pool,
+            timestamp=timestamp,
+            extra_fields=extra,
+            deadline=deadline,
         )
     # A password reset is not a sign-up: it creates the row only if a sign-up write was lost.
-    item = schema.new_record(attributes, username, timestamp=timestamp, extra_fields=extra)
+    # A replayed sign-up after an erasure finds the erased row (or its tombstone) and writes
+    # nothing: creation is conditioned on there being no row at all.
+    item = schema.new_record(
+        attributes, username, timestamp=timestamp, extra_fields=extra, user_pool_id=pool
+    )
     created = table.create_if_absent(item, deadline=deadline)
     return Outcome.CREATED if created else Outcome.ALREADY_EXISTS
 

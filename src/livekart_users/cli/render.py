@@ -659,7 +659,15 @@ def _outcome(report: Any, category: str) -> str:
     if category == "marked deleted":
         return "left alone: erased when their user was deleted"
     if category == "moved":
+        if report.erasure_policy:
+            return "erased with the orphans (their user is gone); app data is not moved"
         return "reported only: app data is not moved"
+    if category == "other pool":
+        return "left alone: another pool's users"
+    if category == "orphan, no pool recorded":
+        if report.include_no_pool:
+            return "taken with the orphans (--include-legacy-rows)"
+        return "left alone: may be another pool's (--include-legacy-rows to take them)"
     if category == "unconfirmed":
         return "left alone: the trigger writes the row at confirmation"
     return "reported only"
@@ -752,10 +760,12 @@ def print_reconcile(console: Console, report: Any) -> None:
 
 _ROW_OUTCOMES: Mapping[str, str] = {
     "anonymized": "personal fields removed, marked deleted, app data kept",
-    "deleted": "row deleted",
+    "deleted": "row deleted (a tombstone of id, pool and time blocks its re-creation)",
     "marked_deleted": "marked deleted, kept as it was",
     "already_erased": "already erased",
     "no_row": "no row",
+    "other_pool": "another pool's row, left alone",
+    "no_pool_recorded": "records no pool, left alone",
 }
 
 

@@ -209,8 +209,9 @@ def users_delete(
     The erasure an app's "delete my account" button or a support agent needs. Cognito goes
     first, so a run stopped half-way never leaves an account that could sign in and write
     personal data back; run it again (or let the change handler or `reconcile
-    --erase-orphans` do it) and the row is erased. Running it twice changes nothing. Exit
-    status 1 when neither Cognito nor the table knows the user.
+    --erase-orphans` do it) and the row is erased. Running it twice changes nothing. A user
+    the pool does not have, whose row does not say it was this pool's, is refused (exit 1)
+    and nothing changes.
     """
     policy = erasure.parse_policy(erasure_policy)
     user_pool_id = resolve_pool(user_pool_id, local_dir)
@@ -285,6 +286,12 @@ _status_command("activate", "active", "Mark a user active in the table.")
     help="With --apply: apply the erasure policy to rows whose Cognito user is confirmed "
     "gone (AdminGetUser), after a confirmation.",
 )
+@click.option(
+    "--include-legacy-rows",
+    is_flag=True,
+    help="With --delete-orphans or --erase-orphans: also take orphan rows that record no "
+    "pool (written before rows recorded one). Only where no other pool shares the table.",
+)
 @erasure_policy_option
 @click.option("--yes", "-y", is_flag=True, help="Delete or erase orphans without asking.")
 @click.option(
@@ -324,6 +331,7 @@ def reconcile_command(
     apply: bool,
     delete_orphans: bool,
     erase_orphans: bool,
+    include_legacy_rows: bool,
     erasure_policy: str,
     yes: bool,
     rate: float,
@@ -342,14 +350,20 @@ def reconcile_command(
     or whose write failed) exactly as the trigger would, and refreshes identity attributes
     that differ from Cognito, without touching app data or lastLoginAt. Reports rows whose
     user is gone (orphans), users who came back with a new sub (moved), and unconfirmed
-    users. Safe to interrupt: the next run resumes at the page where it stopped (a
-    checkpoint per page in the user's state directory), unless --restart.
+    users. Only this pool's rows are changed: rows of other pools sharing the table are
+    counted, and orphan rows that record no pool are counted apart (taken only with
+    --include-legacy-rows). Safe to interrupt: the next run resumes at the page where it
+    stopped (a checkpoint per page in the user's state directory), unless --restart.
     """
     from livekart_users import reconcile
     from livekart_users.checkpoint import FileCheckpoints
 
     if delete_orphans and erase_orphans:
         raise click.UsageError("--delete-orphans and --erase-orphans: choose one")
+    if include_legacy_rows and not (delete_orphans or erase_orphans):
+        raise click.UsageError(
+            "--include-legacy-rows goes with --delete-orphans or --erase-orphans"
+        )
     policy = erasure.parse_policy(erasure_policy) if erase_orphans else None
     extra = schema.parse_extra_fields(extra_fields)
     user_pool_id = resolve_pool(user_pool_id, local_dir)
@@ -374,6 +388,7 @@ def reconcile_command(
             delete_orphans=delete_orphans,
             erase_orphans=policy,
             confirm_delete=confirm,
+            include_no_pool=include_legacy_rows,
             rate=rate,
             concurrency=concurrency,
             examples=examples,
