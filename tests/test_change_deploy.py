@@ -108,6 +108,7 @@ def test_the_new_role_is_least_privilege_and_the_triggers_role_is_unchanged(
         ("cognito-idp:AdminGetUser", target.pool_arn),
         ("dynamodb:GetItem", target.table_arn),
         ("dynamodb:UpdateItem", target.table_arn),
+        ("dynamodb:PutItem", target.table_arn),  # tombstones
         ("logs:CreateLogStream", f"{names.log_group_arn}:log-stream:*"),
         ("logs:PutLogEvents", f"{names.log_group_arn}:log-stream:*"),
         ("sqs:SendMessage", names.queue_arn),
@@ -125,13 +126,15 @@ def test_the_new_role_is_least_privilege_and_the_triggers_role_is_unchanged(
     assert models.normalise_policy(trust) == models.normalise_policy(models.trust_policy(ACCOUNT))
 
 
-def test_the_delete_policy_alone_grants_delete_item(clients: Clients) -> None:
-    target = target_for(make_pool(clients), erasure_policy="delete")
+@pytest.mark.parametrize("policy", ["anonymize", "delete", "keep"])
+def test_no_policy_grants_delete_item_and_every_one_writes_tombstones(
+    clients: Clients, policy: str
+) -> None:
+    # Erasure never deletes an item: a tombstone (PutItem) blocks a late write's re-create.
+    target = target_for(make_pool(clients), erasure_policy=policy)
     actions = {a for s in models.change_role_policy(target)["Statement"] for a in s["Action"]}
-    assert "dynamodb:DeleteItem" in actions
-    anonymize = target_for(target.user_pool_id)
-    actions = {a for s in models.change_role_policy(anonymize)["Statement"] for a in s["Action"]}
     assert "dynamodb:DeleteItem" not in actions
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"} <= actions
 
 
 @pytest.mark.parametrize(

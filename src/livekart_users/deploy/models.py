@@ -443,9 +443,9 @@ def event_pattern(target: Target) -> dict[str, Any]:
 def change_role_policy(target: Target) -> dict[str, Any]:
     """Exactly what the change handler does, on this pool and this table only."""
     names = ChangeNames(target)
-    writes = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
-    if erasure.parse_policy(target.erasure_policy) is erasure.Policy.DELETE:
-        writes.append("dynamodb:DeleteItem")
+    # PutItem writes tombstones (the `delete` policy's, and any policy's for a user confirmed
+    # gone who has no row); no policy deletes an item, so that a late write cannot recreate it.
+    writes = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"]
     return {
         "Version": "2012-10-17",
         "Statement": [

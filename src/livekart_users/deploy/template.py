@@ -34,7 +34,6 @@ DEFAULT_ROLE = "livekart-users-stack-trigger-role"
 CHANGE_PREFIX = "livekart-users-stack-changes"
 CREATE_TABLE = "ShouldCreateTable"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
-DELETE_POLICY = "ErasureDeletesRows"
 _PLACEHOLDERS = models.Target(
     user_pool_id="${UserPoolId}",
     region="${AWS::Region}",
@@ -44,7 +43,7 @@ _PLACEHOLDERS = models.Target(
     role="${RoleName}",
     architecture="${Architecture}",
     alarm_topic_arn="${AlarmTopicArn}",
-    erasure_policy="anonymize",  # the role's DeleteItem is added by a condition instead
+    erasure_policy="anonymize",  # a parameter of the stack; no policy changes the role
     change_prefix=CHANGE_PREFIX,
 )
 _WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
@@ -105,7 +104,6 @@ def build() -> dict[str, Any]:
         "Conditions": {
             CREATE_TABLE: {"Fn::Equals": [{"Ref": "CreateTable"}, "yes"]},
             HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
-            DELETE_POLICY: {"Fn::Equals": [{"Ref": "ErasurePolicy"}, "delete"]},
         },
         "Resources": {
             "UsersTable": {
@@ -188,11 +186,6 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
     """
     names = models.ChangeNames(target)
     policy = _cfn(models.change_role_policy(target))
-    for statement in policy["Statement"]:
-        if statement["Sid"] == "WriteUserRecords":
-            statement["Action"].append(
-                {"Fn::If": [DELETE_POLICY, "dynamodb:DeleteItem", _NO_VALUE]}
-            )
     settings = _cfn(models.change_function_settings(target))
     settings["Environment"]["Variables"][erasure.ENVIRONMENT_VARIABLE] = {"Ref": "ErasurePolicy"}
     settings["Environment"]["Variables"]["USERS_TABLE"] = {
