@@ -276,8 +276,9 @@ def test_an_erased_row_looks_erased_in_list_get_and_find(
     live = add_user(users_table)
     anonymized = add_user(users_table)
     kept = add_user(users_table)
-    assert users_table.anonymize(anonymized["user_id"], remove_username=False, timestamp=ERASED_AT)
-    assert users_table.mark_deleted(kept["user_id"], timestamp=ERASED_AT)
+    mine = {"user_pool_id": "us-east-1_pMr6t5GFA", "timestamp": ERASED_AT, "adopt_legacy": True}
+    assert users_table.anonymize(anonymized["user_id"], **mine)
+    assert users_table.mark_deleted(kept["user_id"], **mine)
     env = {"COLUMNS": str(columns)}
 
     listed = CliRunner().invoke(main, ["users", "list"], env=env)

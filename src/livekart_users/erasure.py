@@ -157,8 +157,8 @@ def delete_user(
     account whose next sign-in writes email and name into the erased row, and nothing
     would notice. Idempotent: run again, it finishes what a stopped run left.
 
-    Raises NotInPool, having changed nothing, when the pool has no such user and the row
-    does not show it was this pool's (another pool's row, a row recording no pool, or none).
+    Raises NotInPool, having changed nothing, when the row is another pool's, or the pool has
+    no such user and the row records no pool. Neither user nor row: nothing is written.
     """
     row = table.get(user_id)
     owner = schema.pool_of(row) if row else None
@@ -168,10 +168,13 @@ def delete_user(
     user = pool_users.find_user(
         cognito, user_pool_id, user_id, username_hint=hint if isinstance(hint, str) else None
     )
+    if user is None and row is None:
+        return Deletion(user_id, str(policy), False, str(Erased.NO_ROW))  # no one knows them
     if user is None and owner is None:
         # Not a stopped run of ours to finish: that would have left the pool's id in the row.
-        why = "and its row records no pool" if row else "and has no row"
-        raise NotInPool(user_id, user_pool_id, f"Cognito has no such user {why}")
+        raise NotInPool(
+            user_id, user_pool_id, "Cognito has no such user and its row records no pool"
+        )
     deleted = False
     if user is not None:
         try:
