@@ -200,3 +200,123 @@ class MemoryCheckpoints:
 
     def clear(self) -> None:
         self.state, self.log = None, b""
+
+
+# --- in a DynamoDB table (the scheduled function's) ---------------------------------------
+
+
+class TableCheckpoints:
+    """A run's checkpoint in a small table of its own, carried from one Lambda invocation to
+    the next: key `run` (S) and `part` (N).
+
+    Part 0 holds the state (JSON) and how many parts of the seen log it covers; parts 1..n
+    each hold one page's seen-log records (≤ 60 x 26 bytes, far below DynamoDB's 400 KB), so
+    a checkpoint is two small writes, and a run killed between them leaves a part the state
+    does not count (overwritten next time). `<run>#finished` remembers when the last complete
+    run ended, for the schedule's "is a run due?". Never the users table: its scans, the app's
+    included, would meet these items.
+    """
+
+    def __init__(
+        self, client: Any, table: str, user_pool_id: str, users_table: str, applying: bool
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.run = f"{user_pool_id}#{users_table}#{'apply' if applying else 'report'}"
+        self._parts: int | None = None
+
+    def load(self) -> tuple[State, bytes] | None:
+        answer = self.client.get_item(
+            TableName=self.table,
+            Key={"run": {"S": self.run}, "part": {"N": "0"}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        if not item:
+            self._parts = 0
+            return None
+        state = State.from_json(item["state"]["S"])
+        parts = int(item["parts"]["N"])
+        chunks: list[bytes] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#run = :run AND #part BETWEEN :first AND :last",
+            "ExpressionAttributeNames": {"#run": "run", "#part": "part"},
+            "ExpressionAttributeValues": {
+                ":run": {"S": self.run},
+                ":first": {"N": "1"},
+                ":last": {"N": str(parts)},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            chunks += [bytes(i["seen"]["B"]) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        seen = b"".join(chunks)
+        if len(chunks) != parts or len(seen) != state.log_bytes:
+            self._parts = 0
+            return None  # not what the state covers: a fresh run is always safe
+        self._parts = parts
+        return state, seen
+
+    def save(self, state: State, appended: bytes) -> None:
+        # The log starts here (a fresh run, a listing that started over), or goes on.
+        parts = 0 if state.log_bytes == len(appended) else (self._parts or 0)
+        if appended:
+            parts += 1
+            self.client.put_item(
+                TableName=self.table,
+                Item={"run": {"S": self.run}, "part": {"N": str(parts)}, "seen": {"B": appended}},
+            )
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "run": {"S": self.run},
+                "part": {"N": "0"},
+                "state": {"S": state.to_json()},
+                "parts": {"N": str(parts)},
+            },
+        )
+        self._parts = parts
+
+    def clear(self) -> None:
+        # The state first: without it the parts are never read (and are overwritten later).
+        self.client.delete_item(
+            TableName=self.table, Key={"run": {"S": self.run}, "part": {"N": "0"}}
+        )
+        self._parts = 0
+
+    def finished(self, when: str) -> None:
+        """Remember that a complete run ended at `when` (ISO-8601)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={"run": {"S": self.run + "#finished"}, "part": {"N": "0"}, "at": {"S": when}},
+        )
+
+    def last_finished(self) -> str | None:
+        answer = self.client.get_item(
+            TableName=self.table,
+            Key={"run": {"S": self.run + "#finished"}, "part": {"N": "0"}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item") or {}
+        return str(item["at"]["S"]) if "at" in item else None
+
+
+def state_table_spec(name: str) -> dict[str, Any]:
+    """CreateTable's arguments for the checkpoint table: on-demand, key (run, part)."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "run", "AttributeType": "S"},
+            {"AttributeName": "part", "AttributeType": "N"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "run", "KeyType": "HASH"},
+            {"AttributeName": "part", "KeyType": "RANGE"},
+        ],
+    }
