@@ -170,8 +170,18 @@ def test_amplify_v6_with_its_defaults_signs_up_in_changes_and_deletes_itself(js:
             "Post Authentication after the SRP sign-in",
         )
         next_step()
-        step("updateUserAttributes")
+        updated = step("updateUserAttributes")
+        assert updated["updated"] == {"email": False, "name": True}
+        assert updated["emailStep"] == "CONFIRM_ATTRIBUTE_WITH_CODE"
         js.until(lambda: js.row(sub).get("name") == "Renamed", "the new name")
+        next_step()
+        step("confirmUserAttribute")
+        js.until(
+            lambda: (
+                (js.row(sub).get("email"), js.row(sub).get("emailVerified")) == (new_email, True)
+            ),
+            "the new email, verified",
+        )
         next_step()
         step("deleteUser")
         js.until(lambda: "email" not in js.row(sub), "the row erased")

@@ -3,7 +3,8 @@
 // node amplify.mjs POOL_ID CLIENT_ID ENDPOINT EMAIL PASSWORD NEW_EMAIL
 import { Amplify } from 'aws-amplify';
 import {
-  confirmSignUp, deleteUser, fetchAuthSession, signIn, signUp, updateUserAttributes,
+  confirmSignUp, confirmUserAttribute, deleteUser, fetchAuthSession, signIn, signUp,
+  updateUserAttributes,
 } from 'aws-amplify/auth';
 import { settings, step } from './steps.mjs';
 
@@ -32,7 +33,15 @@ await step('signIn', async () => {
 });
 await step('updateUserAttributes', async () => {
   const output = await updateUserAttributes({ userAttributes: { email: newEmail, name: 'Renamed' } });
-  return { updated: Object.fromEntries(Object.entries(output).map(([k, v]) => [k, v.isUpdated])) };
+  return {
+    updated: Object.fromEntries(Object.entries(output).map(([k, v]) => [k, v.isUpdated])),
+    emailStep: output.email.nextStep.updateAttributeStep,
+  };
+});
+// A new email is verified with the code Cognito sends to it (the stack's: 123456).
+await step('confirmUserAttribute', async () => {
+  await confirmUserAttribute({ userAttributeKey: 'email', confirmationCode: '123456' });
+  return {};
 });
 await step('deleteUser', async () => {
   await deleteUser();

@@ -15,9 +15,10 @@ Where the sub comes from, as CloudTrail has it:
   `jsonwebtoken.decode`, no signature, no expiry), then acts on the user that claim names;
   so the claim names the user it changed, but anyone on this machine can forge a token
   (AWS would refuse such a call: the local stack is not a security boundary);
-- admin calls: `AdminGetUser` on cognito-local itself (not through the proxy, whose write
-  lock is held while hooks run). The hook runs after the call, so a deleted user is gone
-  and an email used as the user name may just have changed: then the users table, the only
+- admin calls: `AdminGetUser` on cognito-local itself (a read the proxy need not see).
+  The hook runs after the call (and maybe after later writes: the proxy's hooks run on a
+  thread of their own, in order), so a deleted user is gone and an email used as the user
+  name may just have changed: then the users table, the only
   other place that knows the user, names the sub (`user_id`, found by user name, email or
   sub, whichever the caller passed). With no row there is nothing an event could change,
   so none is sent.
@@ -241,8 +242,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def hooks(args: argparse.Namespace, upstream_port: int) -> list[Callable[[Any], None]]:
     """The after-request hooks `--changes-*` ask for: `CognitoProxy(..., after=hooks(...))`.
 
-    The emitter reads cognito-local directly (`upstream_port`): the proxy's write lock is held
-    while hooks run. DynamoDB is reached through AWS_ENDPOINT_URL_DYNAMODB, as everywhere.
+    The emitter reads cognito-local directly (`upstream_port`), not through the proxy it
+    serves. DynamoDB is reached through AWS_ENDPOINT_URL_DYNAMODB, as everywhere.
     """
     if not args.changes_invoke_url or not args.changes_table:
         return []

@@ -10,10 +10,11 @@ overlapping. Reads (Describe*, List*, Get*) pass concurrently.
 Stages of one request: read it; if it may write, take the write lock; answer it here if
 `sign_in` does (USER_SRP_AUTH, disabled users: what cognito-local does not do as Cognito
 does), else forward it to cognito-local unchanged and answer with cognito-local's answer;
-then, for a successful request and still inside the lock (so hooks see writes in the order
-they happened), call each `after` hook with the `Exchange`. The answer goes out before the
-hooks run, so a caller never waits for them. A hook that fails is logged and never changes
-the answer.
+then, for a successful request, queue it (still inside the lock, so in the order the writes
+happened) for the `after` hooks, which one thread calls with each `Exchange` in turn. The
+caller gets its answer at once and the next write does not wait for the hooks; `drain()`
+waits until they have seen everything queued. A hook that fails is logged and never
+changes the answer.
 
 Speed: header names are matched case-insensitively (SDK v3 and Amplify send
 `x-amz-target`); Nagle's algorithm is off on both sides (an answer written as head then body
@@ -34,6 +35,7 @@ import contextlib
 import http.client
 import json
 import logging
+import queue
 import socket
 import threading
 import time
@@ -129,6 +131,8 @@ class CognitoProxy(ThreadingHTTPServer):
         self._connections = Upstream(self.upstream, upstream_timeout)
         self.after: list[AfterHook] = list(after)
         self.write_lock = threading.Lock()
+        self._done: queue.Queue[Exchange] = queue.Queue()
+        threading.Thread(target=self._run_hooks, name="proxy-hooks", daemon=True).start()
         self.allowed_origins = loopback.allowed_origins()
         # What cognito-local cannot answer as Cognito would (SRP sign-in, disabled users).
         self.sign_in = sign_in.SignIn(cognito_db, self.call) if cognito_db else None
@@ -144,8 +148,7 @@ class CognitoProxy(ThreadingHTTPServer):
         body: bytes,
         reply: Callable[[Exchange], None] | None = None,
     ) -> Exchange:
-        """Forward one request; `reply` sends the answer before the hooks run (still inside
-        the lock, so they keep their order), so the caller does not wait for them."""
+        """Forward one request; `reply` sends the answer (the hooks see it later, in order)."""
         name = operation(headers)
         writes = may_write(method, name)
         lock = self.write_lock if writes else contextlib.nullcontext()
@@ -169,15 +172,25 @@ class CognitoProxy(ThreadingHTTPServer):
             if writes and self.pages is not None:
                 self.pages.changed()  # what the write (and any trigger it ran) changed
             done = Exchange(method, path, name, headers, body, status, answer_headers, answer)
-            if reply is not None:
-                reply(done)
-            if done.succeeded:
-                for hook in self.after:
-                    try:
-                        hook(done)
-                    except Exception:
-                        log.exception("after-request hook %r failed", hook)
+            if done.succeeded and self.after:
+                self._done.put(done)  # inside the lock: in the order the writes happened
+        if reply is not None:
+            reply(done)
         return done
+
+    def drain(self) -> None:
+        """Wait until the hooks have seen every request answered so far."""
+        self._done.join()
+
+    def _run_hooks(self) -> None:
+        while True:
+            done = self._done.get()
+            for hook in self.after:
+                try:
+                    hook(done)
+                except Exception:
+                    log.exception("after-request hook %r failed", hook)
+            self._done.task_done()
 
     def server_close(self) -> None:
         super().server_close()
@@ -269,6 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as AWS endpoints do
 
     timeout = loopback.READ_TIMEOUT  # a client that sends nothing frees its thread
+
     def setup(self) -> None:
         super().setup()
         # The answer goes out as two writes (head, then body): with Nagle's algorithm the
@@ -341,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # Local CloudTrail: each successful user change becomes a change event for the change
-    # function, delivered by the hook (in order, while the write lock is held).
+    # function, delivered by the hook (in the order the writes happened).
     after = change_events.hooks(args, args.upstream_port)
     CognitoProxy(
         args.port,
