@@ -144,13 +144,19 @@ def three_invocations(
     return {"sub": sub, "first": first, "second": second, "third": third, "logged": logged}
 
 
-def test_logs_at_80_columns_are_one_whole_line_per_invocation(
+def test_logs_at_80_columns_are_whole_lines_that_fit(
     three_invocations: dict[str, Any],
 ) -> None:
     outcome = run(columns=80)
     assert outcome.exit_code == 0, outcome.output
-    rows = [line for line in outcome.output.splitlines() if "Post" in line]
-    assert len(rows) == 3 and all(three_invocations["sub"] in row for row in rows)
+    lines = outcome.output.splitlines()
+    starts = [i for i, line in enumerate(lines) if "Post" in line]
+    assert len(starts) == 3
+    # Each invocation: when, outcome and source; then its user id, whole, on the next line.
+    assert all(
+        lines[i + 1] == f"    user id: {three_invocations['sub']} · error code: -" for i in starts
+    )
+    assert all(len(line) <= 80 for line in lines)
     assert "…" not in outcome.output  # a squeezed table would cut the ids short
 
 

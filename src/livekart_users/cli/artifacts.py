@@ -45,15 +45,26 @@ def package(output: Path, architecture: str, bundle_sdk: bool, as_json: bool) ->
     if as_json:
         click.echo(render.package_json(output, built, architecture, bundle_sdk))
         return
-    console.print(f"wrote {output} ({built.size:,} bytes, {built.size / 2**20:.1f} MiB)")
-    console.print(f"sha256      {built.sha256}")
-    console.print(f"CodeSha256  {built.code_sha256}")
-    console.print("contains    " + ", ".join(f"{n} {v}" for n, v in built.distributions))
-    console.print(
-        f"Upload it under a key of its own, e.g. [bold]aws s3 cp {output} "
-        f"s3://BUCKET/livekart-users/{built.sha256}.zip[/bold], and pass the bucket and key "
-        "to the template's CodeBucket and CodeKey.",
-        highlight=False,
+    # Lines broken at spaces only: the path, digests and S3 key are never cut (README).
+    width = console.width
+    render.print_lines(
+        console,
+        [
+            *render.wrapped(
+                f"wrote {output} ({built.size:,} bytes, {built.size / 2**20:.1f} MiB)", width
+            ),
+            f"sha256      {built.sha256}",
+            f"CodeSha256  {built.code_sha256}",
+            *render.wrapped(
+                "contains    " + ", ".join(f"{n} {v}" for n, v in built.distributions), width
+            ),
+            *render.wrapped(
+                f"Upload it under a key of its own, e.g. aws s3 cp {output} "
+                f"s3://BUCKET/livekart-users/{built.sha256}.zip and pass the bucket and key "
+                "to the template's CodeBucket and CodeKey.",
+                width,
+            ),
+        ],
     )
 
 

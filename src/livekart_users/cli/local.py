@@ -115,14 +115,17 @@ def local_up(shell: str | None, as_json: bool, **options: Any) -> None:
     render.print_exposed(errors, exposed, status.endpoints)
     dir_flag = _dir_flag(options.get("directory"))
     hint = shells.load_hint(shell or shells.detect(), f"livekart-users local env{dir_flag}")
-    console.print(
-        f"Point boto3 or the AWS CLI at it: [bold]{escape(hint)}[/bold]; "
-        f"try it: [bold]livekart-users local demo{dir_flag}[/bold]; "
-        f"see the pool and the table side by side: "
-        f"[bold]livekart-users local console{dir_flag}[/bold]; "
-        f"stop it: [bold]livekart-users local down{dir_flag}[/bold].",
-        highlight=False,
-        soft_wrap=True,  # commands to copy: never folded mid-way
+    render.print_commands(
+        console,
+        [
+            ("Point boto3, the AWS CLI and livekart-users at it:", hint),
+            ("Try it:", f"livekart-users local demo{dir_flag}"),
+            (
+                "See the pool and the table side by side:",
+                f"livekart-users local console{dir_flag}",
+            ),
+            ("Stop it:", f"livekart-users local down{dir_flag}"),
+        ],
     )
 
 
@@ -269,29 +272,39 @@ def local_demo(directory: Path | None, start: bool) -> None:
     if start and not stack.status().all_running:
         console.print(f"started: {', '.join(_start(stack).started)}")
     result = demo.run(stack, say=lambda line: console.print(f"• {line}"))
-    console.print(render.records_table(result.records, "rows the trigger wrote"))
+    render.print_records(console, result.records, "rows the trigger wrote")
     console.print(
         f"find_by_email({result.lookup_email!r}, unverified=True) through the GSI email-index:"
     )
     for row in result.found_by_email:
-        console.print(render.record_detail(row, f"user {row['user_id']}"))
+        render.print_user_detail(console, row, f"user {row['user_id']}")
     backfill = demo.backfill(stack, say=lambda line: console.print(f"• {line}"))
     render.print_reconcile(console, backfill.report)
     if backfill.after is not None:
         title = f"{backfill.email}: row after reconcile"
-        console.print(render.record_detail(backfill.after, title))
+        render.print_user_detail(console, backfill.after, title)
     changed = demo.changes(stack, say=lambda line: console.print(f"• {line}"))
     if changed.erased_after is not None:
         title = "the deleted user's row: personal fields gone, app data kept"
-        console.print(render.record_detail(changed.erased_after, title))
+        render.print_user_detail(console, changed.erased_after, title)
     _show_invocations(stack)
     dir_flag = _dir_flag(directory)
-    console.print(
-        f"See every row: [bold]livekart-users users list[/bold] (after loading "
-        f"[bold]livekart-users local env{dir_flag}[/bold] into your shell). Stop the stack: "
-        f"[bold]livekart-users local down{dir_flag}[/bold] (add --wipe to delete its data).",
-        highlight=False,
-        soft_wrap=True,
+    from livekart_users.local import shells
+
+    render.print_commands(
+        console,
+        [
+            (
+                "See every row: load the stack's variables into your shell, then every "
+                "livekart-users command finds the stack, its pool and its table:",
+                shells.load_hint(shells.detect(), f"livekart-users local env{dir_flag}"),
+            ),
+            ("", "livekart-users users list"),
+            (
+                "Stop the stack (add --wipe to delete its data):",
+                f"livekart-users local down{dir_flag}",
+            ),
+        ],
     )
 
 
@@ -303,7 +316,12 @@ def _show_invocations(stack: Any) -> None:
         logs.parse_since(logs.DEFAULT_SINCE), logs.Filters(), logs.DEFAULT_LIMIT
     )
     render.print_logs_window(console, console, window, as_json=False, follow=False)
-    console.print(
-        "The same for a deployed trigger: [bold]livekart-users logs --user-pool-id POOL"
-        "[/bold] (add --follow to watch)."
+    render.print_commands(
+        console,
+        [
+            (
+                "The same for a deployed trigger (add --follow to watch):",
+                "livekart-users logs --user-pool-id POOL",
+            )
+        ],
     )

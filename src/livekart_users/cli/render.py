@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -86,10 +86,49 @@ def wrapped(text: str, width: int, indent: str = "") -> list[str]:
     ) or [indent]
 
 
+def _rewrapped(line: str, width: int) -> list[str]:
+    """`line` broken at spaces to `width`, its continuation indented 4 more than it is."""
+    indent = line[: len(line) - len(line.lstrip())]
+    first, *rest = wrapped(line.strip(), width - len(indent) - 4) or [""]
+    return [indent + first, *[indent + "    " + r for r in rest]]
+
+
 def print_lines(console: Console, lines: Iterable[str | Text]) -> None:
     """Print lines as they are: no markup read from data, no line broken by rich."""
     for line in lines:
         console.print(_text(line) if isinstance(line, str) else line, soft_wrap=True)
+
+
+def print_commands(console: Console, steps: Sequence[tuple[str, str]]) -> None:
+    """What to do next: each step's words broken at spaces, then its command on a line of
+    its own, indented and never broken (copied, it is whole; the terminal wraps one longer
+    than itself)."""
+    for text, command in steps:
+        if text:
+            print_lines(console, wrapped(text, console.width))
+        console.print(_text("    " + command, style="bold"), soft_wrap=True)
+
+
+def print_table_or_lines(
+    console: Console, table: Table, lines: Callable[[int], Iterable[str | Text]]
+) -> None:
+    """`table` when it fits the width, else `lines(width)`: indented lines broken at spaces
+    only (README: a table that does not fit), so no id or address is ever cut."""
+    if fits(console, table):
+        console.print(table, highlight=False)
+    else:
+        print_lines(console, lines(console.width))
+
+
+def plain(value: Any) -> str:
+    """A value as text with no markup (for lines; `cell` is for tables)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(json.loads(to_json(value)), sort_keys=True) if value else str(value)
+    return visible(str(value))
 
 
 def to_json(value: Any) -> str:
@@ -128,17 +167,23 @@ def records_table(records: Iterable[Mapping[str, Any]], title: str) -> Table:
     return table
 
 
-def record_detail(record: Mapping[str, Any], title: str) -> Table:
-    table = _table(title=title, show_header=True)
-    table.add_column("attribute")
-    table.add_column("value", overflow="fold")
-    for key in sorted(record):
-        table.add_row(key, cell(record[key]))
-    return table
+def print_records(console: Console, records: Iterable[Mapping[str, Any]], title: str) -> None:
+    """Rows as the trigger wrote them (the demo): a table when it fits, else lines."""
+    rows = list(records)
+    print_table_or_lines(
+        console,
+        records_table(rows, title),
+        lambda width: [
+            _text(title, style="bold"),
+            *[line for row in rows for line in user_lines(row, width)],
+        ],
+    )
 
 
 def print_status(console: Console, status: Any) -> None:
-    table = _table(title=f"local stack ({status.directory})")
+    # The folder above the table, not as its title: rich folds a title mid-path.
+    print_lines(console, wrapped(f"local stack in {visible(status.directory)}", console.width))
+    table = _table()
     table.add_column("service")
     table.add_column("state")
     table.add_column("endpoint")
@@ -148,10 +193,16 @@ def print_status(console: Console, status: Any) -> None:
         "cognito-local": ("cognito-local (behind the proxy)", "cognito-local"),
         "endpoint": ("Lambda Invoke endpoint", "lambda"),
     }
+    lines = []
     for service, (label, key) in names.items():
-        state = "[green]running[/green]" if status.running.get(service) else "[red]stopped[/red]"
+        running = status.running.get(service)
+        state = "[green]running[/green]" if running else "[red]stopped[/red]"
         table.add_row(label, state, status.endpoints.get(key, "-"))
-    console.print(table)
+        where = status.endpoints.get(key, "-")
+        lines.append(f"    {label}: {'running' if running else 'stopped'} {where}")
+    print_table_or_lines(
+        console, table, lambda width: [ln for line in lines for ln in _rewrapped(line, width)]
+    )
     if status.user_pool_id:
         console.print(
             f"user pool [bold]{status.user_pool_id}[/bold], app client "
@@ -499,6 +550,23 @@ def users_table(rows: Iterable[Mapping[str, Any]], title: str | None = None) -> 
     for row in rows:
         table.add_row(*[_user_cell(row, c) for c in USER_COLUMNS])
     return table
+
+
+def print_user_detail(console: Console, record: Mapping[str, Any], title: str) -> None:
+    """Every attribute of one row: a table when it fits, else a line (or a few) each."""
+    print_table_or_lines(
+        console, user_detail(record, title), lambda width: detail_lines(record, title, width)
+    )
+
+
+def detail_lines(record: Mapping[str, Any], title: str, width: int) -> list[str | Text]:
+    lines: list[str | Text] = [_text(visible(title), style="bold")]
+    erased = erasure(record)
+    if erased is not None:
+        lines += wrapped(erased, width, "    ")
+    for key in sorted(record):
+        lines += _rewrapped(f"    {visible(key)}: {plain(record[key])}", width)
+    return lines
 
 
 def user_detail(record: Mapping[str, Any], title: str) -> Table:
@@ -859,16 +927,18 @@ def print_logs_window(
             print_log_invocation(console, invocation, as_json=True)
     elif follow:
         console.print(heading, highlight=False)
+        if _aligned(console):  # the rows that follow line up beneath this header
+            console.print(_escape(_log_row(LOG_COLUMNS)), style="bold", soft_wrap=True)
         for invocation in window.invocations:
             print_log_invocation(console, invocation, as_json=False)
     elif window.invocations:
         console.print(heading, highlight=False)
-        table = logs_table(window.invocations, None)
-        if fits(console, table):
-            console.print(table, highlight=False)
-        else:  # squeezed, the table would cut user ids short: one line per invocation
-            for invocation in window.invocations:
-                print_log_invocation(console, invocation, as_json=False)
+        invocations = window.invocations
+        print_table_or_lines(
+            console,
+            logs_table(invocations, None),
+            lambda width: [line for i in invocations for line in log_lines(i, width)],
+        )
     else:
         console.print(f"no invocations since {since} in {_escape(window.source)}", highlight=False)
     if window.cut_short:
@@ -878,12 +948,24 @@ def print_logs_window(
 LOG_WIDTHS = (20, 38, 14, 36, 22, 11, 11)
 
 
-def print_log_invocation(console: Console, invocation: Invocation, *, as_json: bool) -> None:
-    """One invocation on one line (for --follow and --json), never wrapped or cut."""
-    if as_json:
-        console.out(to_json_line(invocation.as_dict()), highlight=False)
-        return
-    plain = [
+def _aligned(console: Console) -> bool:
+    """One aligned line per invocation fits the width (else a few lines each)."""
+    return console.width >= sum(LOG_WIDTHS) + len(LOG_WIDTHS) - 1
+
+
+def _log_cells(texts: Sequence[str]) -> list[str]:
+    return [
+        text.rjust(width) if index >= 5 else text.ljust(width)
+        for index, (text, width) in enumerate(zip(texts, LOG_WIDTHS, strict=True))
+    ]
+
+
+def _log_row(texts: Sequence[str]) -> str:
+    return " ".join(_log_cells(texts))
+
+
+def _log_texts(invocation: Invocation) -> list[str]:
+    return [
         invocation.time.strftime("%Y-%m-%d %H:%M:%S") + "Z",
         visible(invocation.trigger_source or "-"),
         visible(invocation.outcome or "-"),
@@ -892,11 +974,30 @@ def print_log_invocation(console: Console, invocation: Invocation, *, as_json: b
         _log_ms(invocation.duration_ms),
         _log_ms(invocation.init_duration_ms),
     ]
-    cells = [
-        text.rjust(width) if index >= 5 else text.ljust(width)
-        for index, (text, width) in enumerate(zip(plain, LOG_WIDTHS, strict=True))
+
+
+def log_lines(invocation: Invocation, width: int) -> list[str]:
+    """One invocation as lines that fit `width`: when, outcome and trigger source, then the
+    user id, error code and durations, indented, broken at spaces only."""
+    when, source, outcome, user, error, duration, init = _log_texts(invocation)
+    return [
+        *wrapped(f"{when}  {outcome}  {source}", width),
+        *wrapped(f"user id: {user} · error code: {error}", width, "    "),
+        *wrapped(f"duration: {duration} · initDuration: {init}", width, "    "),
     ]
-    style = LOG_OUTCOME_STYLES.get(plain[2], "yellow")
-    cells = [_escape(c) for c in cells]
+
+
+def print_log_invocation(console: Console, invocation: Invocation, *, as_json: bool) -> None:
+    """One invocation (for --follow and --json): one aligned line when the width allows it,
+    else a few lines; never cut."""
+    if as_json:
+        console.out(to_json_line(invocation.as_dict()), highlight=False)
+        return
+    texts = _log_texts(invocation)
+    if not _aligned(console):
+        print_lines(console, log_lines(invocation, console.width))
+        return
+    style = LOG_OUTCOME_STYLES.get(texts[2], "yellow")
+    cells = [_escape(c) for c in _log_cells(texts)]
     cells[2] = f"[{style}]{cells[2]}[/{style}]"
     console.print(" ".join(cells), highlight=False, soft_wrap=True)

@@ -60,7 +60,7 @@ def _show_row(row: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
         click.echo(render.to_json(row))
     else:
-        console.print(render.user_detail(row, title))
+        render.print_user_detail(console, row, title)
 
 
 # --- users -------------------------------------------------------------------------------
