@@ -282,6 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as AWS endpoints do
 
     timeout = loopback.READ_TIMEOUT  # a client that sends nothing frees its thread
+    # A buffered wfile: an answer's head and body go out in one write, one segment, one
+    # wake-up of the client (unbuffered, the head went alone).
+    wbufsize = -1
 
     def setup(self) -> None:
         super().setup()
@@ -328,6 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.wfile.flush()  # head and body leave together (see wbufsize)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
