@@ -216,3 +216,50 @@ def test_the_pool_is_attached_before_the_change_handler_is_planned(clients: Clie
     attach = next(i for i, r in enumerate(resources) if r.endswith(" triggers"))
     change = [i for i, r in enumerate(resources) if "livekart-users-changes-" in r]
     assert change and min(change) > attach
+
+
+# --- 5. the change handler can starve sign-ins ------------------------------------------------
+
+
+def test_the_change_function_is_created_with_reserved_concurrency(clients: Clients) -> None:
+    target = target_for(make_pool(clients))
+    plan = planner.plan_deploy(target, clients, code=CODE)
+    executor.apply(plan, clients, sleep=lambda _: None)
+    name = models.ChangeNames(target).function
+    found = clients.lambda_.get_function(FunctionName=name)
+    assert found["Concurrency"]["ReservedConcurrentExecutions"] == models.CHANGE_CONCURRENCY
+    # Changed by hand, deploy puts it back; as it is, the plan has nothing to change for it.
+    clients.lambda_.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=50)
+    again = planner.plan_deploy(target, clients, code=CODE)
+    [step] = [s for s in again.changes if s.resource == f"function {name}"]
+    assert step.reason == f"reserved concurrency 50 → {models.CHANGE_CONCURRENCY}"
+
+
+def test_a_row_naming_its_user_costs_one_admin_get_user_and_no_list_users() -> None:
+    """ListUsers draws on the 30 requests/s UserList quota; AdminGetUser on UserRead (120/s)."""
+    from livekart_users import pool_users
+
+    client, stub = stubbed("cognito-idp")
+    user = {
+        "Username": "alice",
+        "UserAttributes": [{"Name": "sub", "Value": "sub-1"}],
+        "Enabled": True,
+        "UserStatus": "CONFIRMED",
+    }
+    stub.add_response("admin_get_user", user, {"UserPoolId": "p_1", "Username": "alice"})
+    with stub:
+        found = pool_users.find_user(client, "p_1", "sub-1", username_hint="alice")
+    stub.assert_no_pending_responses()
+    assert found is not None and found.username == "alice"
+
+
+def test_a_reused_user_name_falls_back_to_listing_by_sub() -> None:
+    from livekart_users import pool_users
+
+    client, stub = stubbed("cognito-idp")
+    someone_else = {"Username": "alice", "UserAttributes": [{"Name": "sub", "Value": "sub-2"}]}
+    stub.add_response("admin_get_user", someone_else)
+    stub.add_response("list_users", {"Users": []})
+    with stub:
+        assert pool_users.find_user(client, "p_1", "sub-1", username_hint="alice") is None
+    stub.assert_no_pending_responses()

@@ -10,9 +10,10 @@ effort, usually within minutes). `handler(event, context)`:
    and hides sensitive request parameters, so nothing else in the event is trusted), and, when
    the event names a pool, the configured one. Anything else is logged without personal data
    and dropped: a bad event never fails the invocation, so it is never retried in a loop;
-2. **asks Cognito** for the user as they are now (`pool_users.find_user`: ListUsers by sub,
-   then AdminGetUser), never the event: events arrive late, twice, or out of order, and the
-   current state is the only one worth writing;
+2. **asks Cognito** for the user as they are now (`pool_users.find_user`: AdminGetUser by
+   the row's user name, ListUsers by sub only when the row names none or another user), never
+   the event: events arrive late, twice, or out of order, and the current state is the only
+   one worth writing;
 3. **writes** the row, only if it is this pool's (`userPoolId`; several pools may share the
    table, and token calls such as `DeleteUser` name no pool, so every pool's handler gets
    them): a deletion confirmed by Cognito → the erasure policy (`erasure.erase`); user

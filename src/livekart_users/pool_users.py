@@ -4,7 +4,11 @@ CloudTrail names a user by `sub`, and the table is keyed by it, but `AdminGetUse
 user name. `ListUsers` can filter on `sub = "..."` but is eventually consistent (a user just
 deleted may still be listed, one just created may not be yet), so it only supplies the
 name; `AdminGetUser`, strongly consistent, has the last word. A name we already know (the
-row's `username`; Cognito user names never change) is tried when the listing has none.
+row's `username`; Cognito user names never change) is asked first, by `AdminGetUser` alone:
+`ListUsers` draws on the account's `UserList` quota (30 requests/s, not adjustable, shared
+with every caller in the account and region), `AdminGetUser` on `UserRead` (120/s). Only when
+that name is gone or now belongs to another user (a name re-used after a deletion: its sub
+differs) is the pool listed by sub.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ def find_user(
     Raises PoolNotFound when the pool itself does not exist (a configuration error, not a
     missing user: erasing on it would erase everyone).
     """
+    if username_hint:
+        user = _get(client, user_pool_id, username_hint)
+        if user is not None and user.sub == sub:
+            return user
     try:
         answer = client.list_users(
             UserPoolId=user_pool_id, Filter=f'sub = "{_quoted(sub)}"', Limit=1
@@ -48,8 +56,9 @@ def find_user(
     except ClientError as exc:
         raise _translated(exc, user_pool_id) from exc
     listed = [str(u["Username"]) for u in answer.get("Users") or [] if u.get("Username")]
-    names = listed or ([username_hint] if username_hint else [])
-    for name in names:
+    for name in listed:
+        if name == username_hint:
+            continue  # asked above: gone, or someone else's now
         user = _get(client, user_pool_id, name)
         if user is not None and user.sub == sub:
             return user

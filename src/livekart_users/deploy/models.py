@@ -325,6 +325,8 @@ class FunctionModel:
     description: str
     summary: str
     log_group: str
+    # Lambda's reserved concurrency: a ceiling on this function, and a floor no other takes.
+    reserved_concurrency: int | None = None
 
 
 def trigger_role(target: Target) -> RoleModel:
@@ -354,6 +356,16 @@ CHANGE_HANDLER = contract.CHANGE_HANDLER
 # Asynchronous, no one waiting: room for a few patient Cognito and DynamoDB calls.
 CHANGE_TIMEOUT_SECONDS = 60
 CHANGE_MEMORY_MB = 256
+# The change handler's reserved concurrency: at most this many events at once. A bulk admin
+# script fans out one invocation per event; unbounded, they would take the account's
+# concurrency from the synchronous triggers (Cognito fails a sign-up or sign-in whose trigger
+# cannot run) and its ListUsers quota (30 requests/s per account and region, not adjustable,
+# shared with every caller) from everything else. An event costs one Cognito read (AdminGetUser,
+# UserRead quota 120/s; ListUsers only when the row names no user) and takes ≈ 0.1-0.3 s, so 2
+# at once is at most ≈ 20 Cognito reads/s, under both quotas with room for the app's own calls.
+# Events beyond it wait in Lambda's asynchronous queue (retried up to 6 h), none is lost.
+# docs/deploy.md, "Change handler concurrency".
+CHANGE_CONCURRENCY = 2
 QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
 CHANGE_POLICY_NAME = "livekart-users-changes"
 CHANGE_PERMISSION_ID = "livekart-users-events-invoke"
@@ -534,9 +546,11 @@ def change_function(target: Target) -> FunctionModel:
         arn=names.function_arn,
         settings=change_function_settings(target),
         description="livekart-users: pool changes (CloudTrail via EventBridge) → table",
-        summary=f"{CHANGE_HANDLER}, {CHANGE_TIMEOUT_SECONDS} s, erasure policy "
+        summary=f"{CHANGE_HANDLER}, {CHANGE_TIMEOUT_SECONDS} s, at most "
+        f"{CHANGE_CONCURRENCY} at once, erasure policy "
         f"{erasure.parse_policy(target.erasure_policy)}",
         log_group=names.log_group,
+        reserved_concurrency=CHANGE_CONCURRENCY,
     )
 
 

@@ -516,17 +516,13 @@ def _plan_function(
             "Description": fn.description,
             "Tags": dict([OWNER_TAG]),
         }
-        return [
-            Step(
-                name,
-                CREATE,
-                f"{fn.summary}, {len(code):,} byte zip",
-                (
-                    Call("lambda_", "create_function", create),
-                    Call("lambda_", "wait_function_active", {"FunctionName": fn.name}),
-                ),
-            )
+        calls = [
+            Call("lambda_", "create_function", create),
+            Call("lambda_", "wait_function_active", {"FunctionName": fn.name}),
         ]
+        if fn.reserved_concurrency is not None:
+            calls.append(_reserve_concurrency(fn))
+        return [Step(name, CREATE, f"{fn.summary}, {len(code):,} byte zip", tuple(calls))]
     code_diff, settings_diff = _code_differences(latest["Configuration"], fn, sha)
     steps: list[Step] = []
     # Configuration (runtime, handler) first: after a runtime's "block function update" date
@@ -556,6 +552,16 @@ def _plan_function(
                 (Call("lambda_", "update_function_code", update), wait),
             )
         )
+    reserved = (latest.get("Concurrency") or {}).get("ReservedConcurrentExecutions")
+    if fn.reserved_concurrency is not None and reserved != fn.reserved_concurrency:
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                f"reserved concurrency {reserved} → {fn.reserved_concurrency}",
+                (_reserve_concurrency(fn),),
+            )
+        )
     if not tagged(latest.get("Tags")):
         steps.append(
             Step(
@@ -572,6 +578,11 @@ def _plan_function(
             )
         )
     return steps
+
+
+def _reserve_concurrency(fn: FunctionModel) -> Call:
+    params = {"FunctionName": fn.name, "ReservedConcurrentExecutions": fn.reserved_concurrency}
+    return Call("lambda_", "put_function_concurrency", params)
 
 
 def _release(target: Target, sha: str, *, alias_exists: bool) -> Call:

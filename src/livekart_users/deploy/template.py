@@ -249,6 +249,7 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
             "Properties": {
                 **settings,
                 "FunctionName": _cfn(names.function),
+                "ReservedConcurrentExecutions": models.CHANGE_CONCURRENCY,
                 "Description": "livekart-users: pool changes (CloudTrail via EventBridge) -> table",
                 "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
                 "Tags": tags,
