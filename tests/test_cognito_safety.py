@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -137,6 +138,28 @@ class _KeepAliveHandler(_UpstreamHandler):
     def do_POST(self) -> None:
         self.server.ports.add(self.client_address[1])  # type: ignore[attr-defined]
         super().do_POST()
+
+
+def test_a_request_with_every_header_name_in_lower_case_is_served(
+    proxy: tuple[CognitoProxy, Upstream],
+) -> None:
+    server, _ = proxy
+    port = server.server_address[1]
+    body = b'{"n": 1}'
+    request = (
+        f"POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        "x-amz-target: AWSCognitoIdentityProviderService.ListUsers\r\n"
+        f"content-type: application/x-amz-json-1.1\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0]
+    assert json.loads(payload) == {"echo": {"n": 1}, "operation": "ListUsers"}
 
 
 def test_the_proxy_keeps_its_connection_to_cognito_local_alive() -> None:

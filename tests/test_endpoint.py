@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -73,6 +74,26 @@ def test_a_handler_result_is_returned_and_recorded(serve: Any) -> None:
     assert entry["trigger_source"] == "PostAuthentication_Authentication"
     assert entry["user_id"] == "abc-123"
     assert entry["function_error"] is None
+
+
+def test_header_names_in_lower_case_are_read(serve: Any) -> None:
+    # HTTP header names are case-insensitive (SDK v3 sends them in lower case).
+    serve(lambda event, context: event)
+    port = int(os.environ["AWS_ENDPOINT_URL_LAMBDA"].rsplit(":", 1)[1])
+    body = json.dumps(EVENT).encode()
+    request = (
+        f"POST /2015-03-31/functions/{FUNCTION}/invocations HTTP/1.1\r\n"
+        f"host: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
+    assert json.loads(payload) == EVENT
 
 
 def test_the_function_timeout_is_enforced(serve: Any) -> None:
