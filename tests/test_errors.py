@@ -145,3 +145,24 @@ def test_deploy_json_without_credentials_says_failed_on_stdout(
         "error": "no AWS credentials found: configure a profile or set AWS_PROFILE",
         "exit_code": 1,
     }
+
+
+def test_an_empty_email_is_one_line_before_any_call() -> None:
+    line = assert_one_line(run("users", "find", "--email", " ", "--table", "t"), 2)
+    assert line == "Error: Invalid value for '--email': is empty: give the address"
+
+
+def test_another_emulators_endpoints_are_not_taken_for_a_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # moto's server or LocalStack, say: the table defaults as against AWS, and the error is
+    # the endpoint's, not "the local stack does not run there".
+    monkeypatch.chdir(tmp_path)
+    for variable in ("USERS_TABLE", "LIVEKART_LOCAL_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    line = assert_one_line(run("users", "get", "some-sub"), 1)
+    assert line.startswith("error: cannot connect to http://127.0.0.1:9")

@@ -200,7 +200,16 @@ def stack_in_use(local_dir: Path | None) -> LocalStack | None:
 
 def resolve_table(table: str | None, local_dir: Path | None = None) -> str:
     """--table > USERS_TABLE > the local stack's > livekart-users."""
-    stack = stack_in_use(local_dir) if local_dir is not None or not table else None
+    if local_dir is not None:
+        stack = stack_in_use(local_dir)
+    elif table:
+        return table
+    else:
+        try:
+            stack = stack_in_use(None)
+        except LivekartUsersError:
+            # Endpoints of some other emulator (moto, LocalStack): no stack of ours to ask.
+            return DEFAULT_TABLE
     if table:
         return table
     if stack is None:

@@ -40,10 +40,11 @@ def user_id_argument(command: F) -> F:
     return click.argument("user_id", callback=_not_empty)(command)
 
 
-def _not_empty(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _not_empty(_ctx: click.Context, param: click.Parameter, value: str) -> str:
     # DynamoDB refuses an empty key with a ValidationException: say it in our words.
     if not value.strip():
-        raise click.BadParameter("is empty: give the user's id (the Cognito sub)")
+        what = "the address" if param.name == "email" else "the user's id (the Cognito sub)"
+        raise click.BadParameter(f"is empty: give {what}")
     return value
 
 
@@ -93,7 +94,9 @@ def users_get(
 
 
 @users.command("find")
-@click.option("--email", required=True, metavar="ADDRESS", help="The address (any case).")
+@click.option(
+    "--email", required=True, metavar="ADDRESS", callback=_not_empty, help="The address (any case)."
+)
 @click.option(
     "--unverified",
     is_flag=True,
@@ -120,8 +123,7 @@ def users_find(
         which = "email" if unverified else "verified email"
         hint = "" if unverified else " (--unverified to include unverified addresses)"
         _not_found(
-            f"no user with {which} {schema.fold_email(email)!r} in table "
-            f"{users_table.name!r}{hint}"
+            f"no user with {which} {schema.fold_email(email)!r} in table {users_table.name!r}{hint}"
         )
     elif as_json:
         for row in rows:
