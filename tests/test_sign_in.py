@@ -44,6 +44,11 @@ def db(tmp_path: Path) -> Path:
     clients = {
         "Clients": {
             CLIENT: {"UserPoolId": POOL_ID, "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH"]},
+            "with-secret": {
+                "UserPoolId": POOL_ID,
+                "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH"],
+                "ClientSecret": "s3cret",
+            },
             "password-only": {
                 "UserPoolId": POOL_ID,
                 "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH"],
@@ -324,3 +329,49 @@ def test_a_stack_made_before_srp_gets_a_real_apps_flows_on_its_client() -> None:
         stack._allow_app_flows(cognito, POOL_ID, CLIENT)
         stub.assert_no_pending_responses()
     assert "ALLOW_USER_SRP_AUTH" in stack.APP_AUTH_FLOWS
+
+
+def test_a_client_with_a_secret_needs_the_secret_hash_in_each_step(db: Path) -> None:
+    upstream = Upstream()
+    sign_in = SignIn(db, upstream)
+    client = "with-secret"
+
+    def secret_hash(username: str) -> str:
+        digest = hmac.digest(b"s3cret", (username + client).encode(), "sha256")
+        return base64.b64encode(digest).decode()
+
+    def start(**extra: str) -> tuple[int, dict[str, Any]]:
+        a_hex = format(pow(srp.G, 12345, srp.N), "x")
+        parameters = {"USERNAME": "u-1", "SRP_A": a_hex, **extra}
+        request = {"AuthFlow": "USER_SRP_AUTH", "ClientId": client, "AuthParameters": parameters}
+        return call(sign_in, "InitiateAuth", request)
+
+    assert start() == (
+        400,
+        {
+            "__type": "NotAuthorizedException",
+            "message": (
+                "Client with-secret is configured with secret but SECRET_HASH was not received"
+            ),
+        },
+    )
+    assert start(SECRET_HASH=secret_hash("u-2"))[1] == {
+        "__type": "NotAuthorizedException",
+        "message": "Unable to verify secret hash for client with-secret",
+    }
+    status, challenge = start(SECRET_HASH=secret_hash("u-1"))
+    assert (status, challenge["ChallengeName"]) == (200, "PASSWORD_VERIFIER")
+    respond = {
+        "ChallengeName": "PASSWORD_VERIFIER",
+        "ClientId": client,
+        "ChallengeResponses": {
+            "USERNAME": "u-1",
+            "PASSWORD_CLAIM_SECRET_BLOCK": challenge["ChallengeParameters"]["SECRET_BLOCK"],
+            "TIMESTAMP": srp.timestamp(datetime.now(UTC)),
+            "PASSWORD_CLAIM_SIGNATURE": "AAAA",
+        },
+    }
+    assert call(sign_in, "RespondToAuthChallenge", respond)[1]["message"].startswith(
+        "Client with-secret is configured with secret"
+    )
+    assert upstream.calls == []

@@ -26,6 +26,8 @@ RespondToAuthChallenge count as writes), so the pool file is read between writes
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import threading
 import time
@@ -137,6 +139,9 @@ class SignIn:
             )
         if not parameters.get("SRP_A"):
             return error("InvalidParameterException", "Missing required parameter SRP_A")
+        wrong_secret = check_secret_hash(client, request, parameters)
+        if wrong_secret:
+            return wrong_secret
         user = find_user(pool, str(parameters.get("USERNAME") or ""))
         if user is None:
             return error("UserNotFoundException", "User does not exist.")
@@ -177,6 +182,9 @@ class SignIn:
         ):
             return error("NotAuthorizedException", WRONG)
         challenge = pending.challenge
+        wrong_secret = check_secret_hash(self._client(pending.client_id) or {}, request, responses)
+        if wrong_secret:
+            return wrong_secret
         signature = str(responses.get("PASSWORD_CLAIM_SIGNATURE") or "")
         if not srp.verify(challenge, signature, str(responses.get("TIMESTAMP") or "")):
             return error("NotAuthorizedException", WRONG)
@@ -239,6 +247,30 @@ def find_user(pool: Mapping[str, Any], name: str) -> dict[str, Any] | None:
         for alias in aliases & {"email", "phone_number"}:
             if _attribute(user, alias) == name:
                 return dict(user)
+    return None
+
+
+def check_secret_hash(
+    client: Mapping[str, Any], request: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> Answer | None:
+    """Cognito's refusal when a client with a secret gets no (or a wrong) SECRET_HASH:
+    Base64(HMAC-SHA256(client secret, USERNAME + client id)) in each SRP step."""
+    secret = client.get("ClientSecret")
+    if not secret:
+        return None
+    client_id = str(request.get("ClientId") or "")
+    given = parameters.get("SECRET_HASH")
+    if not given:
+        return error(
+            "NotAuthorizedException",
+            f"Client {client_id} is configured with secret but SECRET_HASH was not received",
+        )
+    message = (str(parameters.get("USERNAME") or "") + client_id).encode()
+    expected = base64.b64encode(hmac.digest(str(secret).encode(), message, "sha256")).decode()
+    if not hmac.compare_digest(expected.encode(), str(given).encode()):
+        return error(
+            "NotAuthorizedException", f"Unable to verify secret hash for client {client_id}"
+        )
     return None
 
 
