@@ -505,3 +505,50 @@ def test_a_missing_pool_is_one_clear_line(clients: Clients) -> None:
     )
     assert result.exit_code == 1
     assert "user pool us-east-1_Missing1 was not found in us-east-1" in result.output
+
+
+def _recovery_days(clients: Clients) -> Any:
+    backups = clients.dynamodb.describe_continuous_backups(TableName="livekart-users")
+    return backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"].get(
+        "RecoveryPeriodInDays"
+    )
+
+
+def test_the_recovery_period_is_set_when_asked_and_otherwise_left_as_it_is(
+    clients: Clients,
+) -> None:
+    # Erased users' data stays restorable from point-in-time recovery for this many days.
+    pool_id = make_pool(clients)
+    deploy(clients, target_for(pool_id, recovery_period_days=7))
+    assert _recovery_days(clients) == 7
+    again = planner.plan_deploy(target_for(pool_id, recovery_period_days=7), clients, code=CODE)
+    assert not [s for s in again.changes if s.resource.startswith("table")]
+
+    shorter = deploy(clients, target_for(pool_id, recovery_period_days=1))
+    [step] = [s for s in shorter.changes if s.resource.startswith("table")]
+    assert "recovery period 7 → 1 days" in step.reason
+    assert _recovery_days(clients) == 1
+    # Not asked: the table's own period stays.
+    unasked = deploy(clients, target_for(pool_id))
+    assert not [s for s in unasked.changes if s.resource.startswith("table")]
+    assert _recovery_days(clients) == 1
+
+
+def test_the_plan_says_plainly_when_the_table_holds_another_pools_users(
+    clients: Clients,
+) -> None:
+    first, second = make_pool(clients), make_pool(clients)
+    plan = deploy(clients, target_for(first))
+    assert not [n for n in plan.notices if n.resource.startswith("table")]
+    rows = [("us-east-1_OtherPool1", "a"), ("us-east-1_OtherPool1", "b"), (None, "c")]
+    for owner, sub in rows:
+        item = {"user_id": {"S": sub}}
+        if owner:
+            item["userPoolId"] = {"S": owner}
+        clients.dynamodb.put_item(TableName="livekart-users", Item=item)
+    shared = planner.plan_deploy(target_for(second), clients, code=CODE)
+    [notice] = [n for n in shared.notices if n.resource == "table livekart-users"]
+    assert "2 rows of pool us-east-1_OtherPool1" in notice.message
+    assert "1 row that records no pool" in notice.message
+    assert f"pool {second} will share it" in notice.message
+    assert "--table" in notice.fix

@@ -15,6 +15,7 @@ back.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any
@@ -109,6 +110,31 @@ def _unchanged_since_read(
         return "attribute_exists(user_id) AND attribute_not_exists(#readUpdatedAt)", names, values
     values = {**values, ":readUpdatedAt": read_updated_at}
     return "attribute_exists(user_id) AND #readUpdatedAt = :readUpdatedAt", names, values
+
+
+# Rows a census reads at most: enough to tell whether pools share the table.
+CENSUS_ROWS = 5000
+
+
+@dataclasses.dataclass
+class PoolCensus:
+    """Rows per recorded pool, and rows recording no pool, in the rows read."""
+
+    pools: dict[str, int] = dataclasses.field(default_factory=dict)
+    no_pool: int = 0
+    rows: int = 0
+    complete: bool = False  # every row was read (else: a sample of the first `rows`)
+
+    def add(self, pool: str | None) -> None:
+        self.rows += 1
+        if pool is None:
+            self.no_pool += 1
+        else:
+            self.pools[pool] = self.pools.get(pool, 0) + 1
+
+    def others(self, user_pool_id: str) -> dict[str, int]:
+        """Rows of pools other than `user_pool_id`."""
+        return {p: n for p, n in self.pools.items() if p != user_pool_id}
 
 
 class UsersTable:
@@ -354,6 +380,30 @@ class UsersTable:
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         except ClientError as exc:
             raise self._translated(exc) from exc
+
+    def pool_census(self, limit: int = CENSUS_ROWS) -> PoolCensus:
+        """Whose rows the table holds: the number of rows per recorded pool, and of rows
+        recording none, from at most `limit` rows (a scan of the pool attribute only, so a
+        large table costs a bounded read)."""
+        census = PoolCensus()
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "ProjectionExpression": "#pool",
+            "ExpressionAttributeNames": {"#pool": schema.USER_POOL_ID},
+            "Limit": min(limit, 1000),
+        }
+        try:
+            while census.rows < limit:
+                answer = self.client.scan(**kwargs)
+                for item in answer.get("Items", []):
+                    census.add(schema.pool_of(from_dynamo(item)))
+                if "LastEvaluatedKey" not in answer:
+                    census.complete = True
+                    return census
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+        return census
 
     # --- what an administrator changes -------------------------------------------------
 

@@ -107,6 +107,14 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
 @extra_fields_option
 @click.option("--alarm-topic-arn", default=None, help="SNS topic the failed-write alarm notifies.")
 @erasure_policy_option
+@click.option(
+    "--recovery-period-days",
+    type=click.IntRange(1, 35),
+    default=None,
+    metavar="DAYS",
+    help="Days the table's point-in-time recovery keeps (1-35; DynamoDB's default is 35): "
+    "an erased user's data stays restorable that long. Default: leave the table's as it is.",
+)
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @json_option

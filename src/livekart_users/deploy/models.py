@@ -120,6 +120,10 @@ class Target:
     log_retention_days: int = LOG_RETENTION_DAYS
     extra_fields: str | None = None
     alarm_topic_arn: str | None = None
+    # How many days point-in-time recovery keeps (DynamoDB's RecoveryPeriodInDays, 1-35):
+    # an erased user's data stays restorable that long. None: the table's own (35 on a new
+    # table, DynamoDB's default), left as it is.
+    recovery_period_days: int | None = None
     # What the change handler does to a deleted user's row (livekart_users.erasure).
     erasure_policy: str = field(default_factory=lambda: _env("USERS_ERASURE_POLICY", "anonymize"))
     # The change handler's names start with this and carry the pool id (`ChangeNames`); the

@@ -43,8 +43,11 @@ from livekart_users.deploy.plan import (
     tagged,
 )
 from livekart_users.exceptions import LivekartUsersError
-from livekart_users.table import EMAIL_INDEX
+from livekart_users.table import EMAIL_INDEX, UsersTable
 
+# What point-in-time recovery keeps when no period is set (DynamoDB API reference,
+# PointInTimeRecoverySpecification: RecoveryPeriodInDays 1-35, default 35).
+DEFAULT_RECOVERY_DAYS = 35
 
 class TableKeyMismatch(LivekartUsersError):
     def __init__(self, table: str, key: Any) -> None:
@@ -89,17 +92,19 @@ def plan_deploy(target: Target, clients: Clients, *, code: bytes, force: bool = 
     steps += _change_handler_steps(target, clients, code)
     trail_step, notices = _trail(target, clients)
     steps.append(trail_step)
+    notices += _shared_table(target, clients)
     return Plan(target, steps, refused, notices)
 
 
 def _enable_point_in_time_recovery(target: Target) -> Call:
+    specification: dict[str, Any] = {"PointInTimeRecoveryEnabled": True}
+    if target.recovery_period_days is not None:
+        # Omitted, DynamoDB keeps 35 days: erased users' data stays restorable that long.
+        specification["RecoveryPeriodInDays"] = target.recovery_period_days
     return Call(
         "dynamodb",
         "update_continuous_backups",
-        {
-            "TableName": target.table,
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        },
+        {"TableName": target.table, "PointInTimeRecoverySpecification": specification},
     )
 
 
@@ -185,12 +190,23 @@ def _table_steps(target: Target, clients: Clients) -> list[Step]:
         )
     backups = clients.dynamodb.describe_continuous_backups(TableName=target.table)
     pitr = backups["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+    period = pitr.get("RecoveryPeriodInDays", DEFAULT_RECOVERY_DAYS)
     if pitr.get("PointInTimeRecoveryStatus") != "ENABLED":
         steps.append(
             Step(
                 name,
                 UPDATE,
                 "point-in-time recovery off → on",
+                (_enable_point_in_time_recovery(target),),
+            )
+        )
+    elif target.recovery_period_days not in (None, period):
+        steps.append(
+            Step(
+                name,
+                UPDATE,
+                f"point-in-time recovery period {period} → {target.recovery_period_days} days "
+                "(how long erased users' data stays restorable)",
                 (_enable_point_in_time_recovery(target),),
             )
         )
@@ -1025,6 +1041,38 @@ def _trail(target: Target, clients: Clients) -> tuple[Step, list[Notice]]:
         trail.trail_fix(target.region),
     )
     return Step("CloudTrail", NO_CHANGE, f"{missing} (see the warning)"), [notice]
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _shared_table(target: Target, clients: Clients) -> list[Notice]:
+    """Say plainly when the table already holds another pool's users (or rows recording no
+    pool, which may be anyone's). Sharing is supported — each row records its pool, and
+    nothing one pool does changes another's rows — so this warns, it does not refuse."""
+    table = UsersTable(clients.dynamodb, target.table)
+    if not table.exists():
+        return []
+    census = table.pool_census()
+    others = census.others(target.user_pool_id)
+    if not others and not census.no_pool:
+        return []
+    sample = "" if census.complete else f" (in the first {census.rows:,} rows read)"
+    parts = [f"{_rows(n)} of pool {p}" for p, n in sorted(others.items())]
+    if census.no_pool:
+        record = "records" if census.no_pool == 1 else "record"
+        parts.append(f"{_rows(census.no_pool)} that {record} no pool (written before rows did)")
+    return [
+        Notice(
+            f"table {target.table}",
+            f"already holds {', '.join(parts)}{sample}: pool {target.user_pool_id} will share "
+            "it. Each row records its pool and no pool changes another's rows, but they share "
+            "capacity, backups and every scan",
+            f"for a table of its own: livekart-users deploy --user-pool-id "
+            f"{target.user_pool_id} --table livekart-users-{target.user_pool_id}",
+        )
+    ]
 
 
 # --- attach / detach (the step CloudFormation cannot take) --------------------------------------
