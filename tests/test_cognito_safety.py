@@ -162,6 +162,20 @@ def test_a_request_with_every_header_name_in_lower_case_is_served(
     assert json.loads(payload) == {"echo": {"n": 1}, "operation": "ListUsers"}
 
 
+def test_a_failure_in_the_stacks_own_answers_is_an_answer_not_a_hang(
+    proxy: tuple[CognitoProxy, Upstream],
+) -> None:
+    server, _ = proxy
+
+    class Broken:
+        def answer(self, name: str | None, body: bytes) -> None:
+            raise RuntimeError("a bug")
+
+    server.sign_in = Broken()  # type: ignore[assignment]
+    status, answer = call(server, "InitiateAuth", {"AuthFlow": "USER_SRP_AUTH"})
+    assert (status, answer["__type"]) == (500, "InternalErrorException")
+
+
 def test_the_proxy_keeps_its_connection_to_cognito_local_alive() -> None:
     # A connection per request cost a connect and a close on every call.
     upstream = Upstream()

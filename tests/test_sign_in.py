@@ -288,9 +288,15 @@ def test_srp_is_refused_where_cognito_refuses_it(db: Path) -> None:
         },
     )
     assert start(CLIENT, "nobody@example.com")[1]["__type"] == "UserNotFoundException"
-    assert start(CLIENT, "u-1", srp_a=format(srp.N, "x"))[1]["__type"] == (
-        "InvalidParameterException"
-    )
+    for bad in (format(srp.N, "x"), "0", "-1f", "not hex"):
+        assert start(CLIENT, "u-1", srp_a=bad)[1]["__type"] == "InvalidParameterException"
+    # Hostile types: an answer, not a crash.
+    odd = {
+        "AuthFlow": "USER_SRP_AUTH",
+        "ClientId": CLIENT,
+        "AuthParameters": {"USERNAME": "u-1", "SRP_A": 12345},
+    }
+    assert call(sign_in, "InitiateAuth", odd)[0] == 200
     # Other challenges (NEW_PASSWORD_REQUIRED, MFA) and unknown clients: cognito-local's.
     other = {"ChallengeName": "NEW_PASSWORD_REQUIRED", "ClientId": CLIENT}
     assert sign_in.answer("RespondToAuthChallenge", json.dumps(other).encode()) is None

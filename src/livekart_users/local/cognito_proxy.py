@@ -155,7 +155,7 @@ class CognitoProxy(ThreadingHTTPServer):
         with lock:
             if writes and self.pages is not None:
                 self.pages.changed()
-            here = self.sign_in.answer(name, body) if self.sign_in and method == "POST" else None
+            here = self._answer_here(name, body) if method == "POST" else None
             if here is None and self.pages is not None and method == "POST":
                 here = self.pages.answer(name, body)
             if here is not None:
@@ -177,6 +177,15 @@ class CognitoProxy(ThreadingHTTPServer):
         if reply is not None:
             reply(done)
         return done
+
+    def _answer_here(self, name: str | None, body: bytes) -> sign_in.Answer | None:
+        if self.sign_in is None:
+            return None
+        try:
+            return self.sign_in.answer(name, body)
+        except Exception:  # a bug here must not leave the caller without an answer
+            log.exception("sign-in answer failed for %s", name)
+            return sign_in.error("InternalErrorException", "the local stack failed", 500)
 
     def drain(self) -> None:
         """Wait until the hooks have seen every request answered so far."""

@@ -148,7 +148,10 @@ class SignIn:
         pool_id = str((pool.get("Options") or {}).get("Id") or client["UserPoolId"])
         try:
             challenge = srp.start(
-                pool_id, str(user["Username"]), str(user.get("Password") or ""), parameters["SRP_A"]
+                pool_id,
+                str(user["Username"]),
+                str(user.get("Password") or ""),
+                str(parameters["SRP_A"]),
             )
         except srp.BadSrpA:
             return error("InvalidParameterException", "Invalid SRP_A value.")

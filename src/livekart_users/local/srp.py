@@ -121,8 +121,8 @@ def start(user_pool_id: str, user_id: str, password: str, srp_a: str) -> Challen
         a = int(srp_a, 16)
     except ValueError:
         raise BadSrpA("SRP_A is not a hexadecimal number") from None
-    if a % N == 0:
-        raise BadSrpA("SRP_A is 0 modulo N")
+    if a <= 0 or a % N == 0:
+        raise BadSrpA("SRP_A is not a positive number other than 0 modulo N")
     salt_hex = secrets.token_hex(16)
     verifier = pow(G, private_value(salt_hex, pool_name(user_pool_id), user_id, password), N)
     while True:
