@@ -161,6 +161,22 @@ def test_following_logs_on_a_wide_terminal_has_a_header_over_its_aligned_rows() 
     assert row.index("created") == header.index("outcome")
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_long_record_path_in_the_logs_heading_is_whole(width: int, follow: bool) -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    path = "/home/someone/projects/a-shop/" + "a-rather-long-folder-name/" * 3 + "invocations.jsonl"
+    window = replace(_window(), source=f"the local stack's record {path}")
+    for shown in (window, replace(window, invocations=[])):
+        console = Console(width=width, record=True, force_terminal=False)
+        render.print_logs_window(console, console, shown, as_json=False, follow=follow)
+        text = console.export_text()
+        assert_reads_at(text, width, [path, *(i.user_id or "" for i in shown.invocations)])
+
+
 def _window() -> Any:
     from datetime import UTC, datetime
 

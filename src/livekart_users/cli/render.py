@@ -919,20 +919,22 @@ def print_logs_window(
     --follow the rows are lines, so the ones that follow line up beneath them."""
     since = window.since.strftime("%Y-%m-%d %H:%M:%S") + "Z"
     count = len(window.invocations)
-    heading = (
-        f"{count} invocation{'' if count == 1 else 's'} since {since} in {_escape(window.source)}"
+    source = visible(window.source)
+    # Lines broken at spaces: rich would fold the record's path mid-way.
+    heading = wrapped(
+        f"{count} invocation{'' if count == 1 else 's'} since {since} in {source}", console.width
     )
     if as_json:
         for invocation in window.invocations:
             print_log_invocation(console, invocation, as_json=True)
     elif follow:
-        console.print(heading, highlight=False)
+        print_lines(console, heading)
         if _aligned(console):  # the rows that follow line up beneath this header
             console.print(_escape(_log_row(LOG_COLUMNS)), style="bold", soft_wrap=True)
         for invocation in window.invocations:
             print_log_invocation(console, invocation, as_json=False)
     elif window.invocations:
-        console.print(heading, highlight=False)
+        print_lines(console, heading)
         invocations = window.invocations
         print_table_or_lines(
             console,
@@ -940,7 +942,7 @@ def print_logs_window(
             lambda width: [line for i in invocations for line in log_lines(i, width)],
         )
     else:
-        console.print(f"no invocations since {since} in {_escape(window.source)}", highlight=False)
+        print_lines(console, wrapped(f"no invocations since {since} in {source}", console.width))
     if window.cut_short:
         notes.print(f"[yellow]window cut short:[/yellow] {_escape(window.cut_short)}")
 
