@@ -9,6 +9,7 @@ After each step the users table must show it within 2 s (issue 19's Done-when).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,16 +39,29 @@ def node() -> str:
     found = shutil.which("node")
     if found is None or shutil.which("npm") is None:
         pytest.skip("node and npm are needed for the JavaScript clients (install Node.js 20+)")
-    if not (JS / "node_modules" / ".package-lock.json").is_file():
-        # What `make bootstrap` does: the lockfile's exact versions, integrity-checked.
-        subprocess.run(
-            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-            cwd=JS,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+    with _install_lock():  # pytest-xdist workers may get here at once
+        if not (JS / "node_modules" / ".package-lock.json").is_file():
+            # What `make bootstrap` does: the lockfile's exact versions, integrity-checked.
+            subprocess.run(
+                ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                cwd=JS,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
     return found
+
+
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: make bootstrap installs them first
+        yield
+        return
+    with open(JS / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class Stack:
