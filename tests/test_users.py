@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from livekart_users import schema
-from livekart_users.cli import main
+from livekart_users.cli import main, render
 from livekart_users.exceptions import InvalidRecord
 from livekart_users.table import UsersTable, to_dynamo
 
@@ -301,3 +301,10 @@ def test_an_erased_row_looks_erased_in_list_get_and_find(
     assert any(kept["user_id"] in ln and "erased" in ln for ln in found.output.splitlines())
     assert f"erased {ERASED_AT}" in found.output
     assert "(keep)" in found.output or "policy keep" in found.output
+
+
+def test_a_tombstone_reads_as_erased_by_the_delete_policy() -> None:
+    tombstone = schema.tombstone(str(uuid.uuid4()), "us-east-1_pMr6t5GFA", ERASED_AT)
+    assert render.erasure(tombstone) == (
+        f"erased {ERASED_AT} (policy delete: only this tombstone is left)"
+    )

@@ -83,7 +83,9 @@ def identity(rows: Iterable[dict[str, Any]]) -> list[str]:
 def test_users_commands(users_table: UsersTable, width: int) -> None:
     rows = [add_user(users_table, i) for i in range(3)]
     erased = rows[2]
-    assert users_table.anonymize(erased["user_id"], remove_username=False, timestamp=T0)
+    assert users_table.anonymize(
+        erased["user_id"], user_pool_id="us-east-1_pMr6t5GFA", timestamp=T0, adopt_legacy=True
+    )
     sub = rows[0]["user_id"]
 
     for args, shown, more in (

@@ -509,15 +509,19 @@ def data_cell(value: Any) -> str:
 
 def erased_by(row: Mapping[str, Any]) -> tuple[str, str] | None:
     """When a row whose Cognito user is gone was erased, and by which policy; None for a
-    live row. The row does not name its policy: `keep` leaves the personal fields,
-    `anonymize` removes them (`delete` leaves no row to show)."""
+    live row. The row does not name its policy, its shape does (docs/record.md): `keep`
+    leaves the personal fields, `anonymize` removes them and keeps the app data, `delete`
+    leaves a tombstone (`user_id`, `userPoolId`, `deletedAt`, `updatedAt`)."""
     from livekart_users import schema
 
     when = row.get(schema.DELETED_AT)
     if when is None:
         return None
-    kept = any(row.get(field) is not None for field in schema.PERSONAL_FIELDS)
-    return visible(str(when)), "keep" if kept else "anonymize"
+    if any(row.get(field) is not None for field in schema.PERSONAL_FIELDS):
+        return visible(str(when)), "keep"
+    if set(row) <= {"user_id", "userPoolId", schema.DELETED_AT, "updatedAt"}:
+        return visible(str(when)), "delete"
+    return visible(str(when)), "anonymize"
 
 
 def erasure(row: Mapping[str, Any]) -> str | None:
@@ -528,6 +532,8 @@ def erasure(row: Mapping[str, Any]) -> str | None:
     when, policy = found
     if policy == "keep":
         return f"erased {when} (policy keep: marked only, personal fields kept)"
+    if policy == "delete":
+        return f"erased {when} (policy delete: only this tombstone is left)"
     return f"erased {when} (policy anonymize: personal fields removed, app data kept)"
 
 
