@@ -176,6 +176,42 @@ def test_a_failure_in_the_stacks_own_answers_is_an_answer_not_a_hang(
     assert (status, answer["__type"]) == (500, "InternalErrorException")
 
 
+def test_the_stacks_own_answers_carry_cors_for_an_allowed_web_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A web app's SRP sign-in is answered by the stack, not cognito-local: the browser
+    # reads that answer only with the CORS header cognito-local would have sent.
+    monkeypatch.setenv("LIVEKART_LOCAL_ALLOWED_ORIGINS", "http://localhost:3000")
+    upstream = Upstream()
+    server = CognitoProxy(processes.free_port(), upstream.server_address[1])
+
+    class Answers:
+        def answer(self, name: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
+            return 200, {"Content-Type": "application/x-amz-json-1.1"}, b"{}"
+
+    server.sign_in = Answers()  # type: ignore[assignment]
+    for each in (upstream, server):
+        threading.Thread(target=each.serve_forever, daemon=True).start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_address[1]}/",
+            data=b"{}",
+            headers={
+                "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+                "Origin": "http://localhost:3000",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        del request.headers["Origin"]
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.headers["Access-Control-Allow-Origin"] is None
+    finally:
+        for each in (server, upstream):
+            each.shutdown()
+            each.server_close()
+
+
 def test_the_proxy_keeps_its_connection_to_cognito_local_alive() -> None:
     # A connection per request cost a connect and a close on every call.
     upstream = Upstream()
