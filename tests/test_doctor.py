@@ -315,6 +315,31 @@ def test_point_in_time_recovery_and_deletion_protection_off_warn(
 # --- the role -----------------------------------------------------------------------------
 
 
+def test_rows_of_other_pools_are_counted_and_rows_without_a_pool_warn(
+    clients: Clients, target: Target
+) -> None:
+    def put(sub: str, pool: str | None) -> None:
+        item = {"user_id": {"S": sub}}
+        if pool:
+            item["userPoolId"] = {"S": pool}
+        clients.dynamodb.put_item(TableName=target.table, Item=item)
+
+    put("mine", target.user_pool_id)
+    put("theirs-1", "us-east-1_OtherPool1")
+    put("theirs-2", "us-east-1_OtherPool1")
+    shared = results(clients, target)["table.pools"]
+    assert shared.status == Status.PASS  # a count, not a fault
+    assert shared.finding == (
+        "1 row of this pool, 2 of pool us-east-1_OtherPool1: the table is shared, each row "
+        "records its pool"
+    )
+    put("legacy", None)
+    legacy = results(clients, target)["table.pools"]
+    assert legacy.status == Status.WARN
+    assert "1 row records no pool" in legacy.finding
+    assert legacy.fix is not None and "reconcile" in legacy.fix
+
+
 def test_a_missing_role_fails(clients: Clients, target: Target) -> None:
     clients.iam.delete_role_policy(RoleName=target.role, PolicyName=models.POLICY_NAME)
     clients.iam.delete_role(RoleName=target.role)
@@ -970,7 +995,7 @@ def test_the_guides_setup_fails_in_json_for_ci(guide: Target) -> None:
         "logs.failed-writes",
         "changes.trail",
     ]
-    assert report["summary"] == {"fail": 8, "pass": 10, "skip": 1, "warn": 6}
+    assert report["summary"] == {"fail": 8, "pass": 11, "skip": 1, "warn": 6}
     assert set(report["checks"][0]) == {"name", "status", "finding", "fix"}
 
 
@@ -989,7 +1014,7 @@ def test_the_human_output_names_each_fix(clients: Clients, target: Target) -> No
     ]
     assert lines[at + 1].strip() == f"fix: {deploy_fix(target)}"
     assert lines[-2:] == [
-        "1 fail, 23 pass, 1 skip",
+        "1 fail, 24 pass, 1 skip",
         f"`livekart-users doctor --user-pool-id {target.user_pool_id} --fix` carries out "
         "deploy's fixes",
     ]
@@ -1087,6 +1112,7 @@ def test_the_local_stack_only_passes_and_skips(stack_env: LocalStack) -> None:
         "table",
         "table.key",
         "table.email-index",
+        "table.pools",
         "triggers.post-confirmation",
         "triggers.post-authentication",
         "pool.role-attribute",

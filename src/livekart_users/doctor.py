@@ -37,7 +37,7 @@ from livekart_users.deploy import models
 from livekart_users.deploy.clients import Clients
 from livekart_users.deploy.models import Target
 from livekart_users.exceptions import LivekartUsersError, PoolNotFound
-from livekart_users.table import EMAIL_INDEX
+from livekart_users.table import EMAIL_INDEX, PoolCensus, UsersTable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -190,6 +190,13 @@ class Context:
             ),
         )
         return None if answer is None else dict(answer["Table"])
+
+    def pool_census(self) -> PoolCensus:
+        """Whose rows the table holds (a bounded scan of `userPoolId`)."""
+        t = self.target
+        return self.reads.get(
+            ("census", t.table), lambda: UsersTable(self.clients.dynamodb, t.table).pool_census()
+        )
 
     def point_in_time_recovery(self) -> str:
         t = self.target
@@ -636,6 +643,34 @@ def table_deletion_protection(ctx: Context) -> Verdict:
     if (ctx.table() or {}).get("DeletionProtectionEnabled"):
         return passed("deletion protection is on")
     return warned("deletion protection is off: one DeleteTable loses every user's data", ctx.deploy)
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+@check("table.pools")
+def table_pools(ctx: Context) -> Verdict:
+    """Rows of other pools are a count, not a fault: each row records its pool and no pool
+    changes another's. Rows recording no pool are adopted only by their own pool's writes."""
+    if (skip := _no_table(ctx)) is not None:
+        return skip
+    census = ctx.pool_census()
+    pool = ctx.target.user_pool_id
+    others = census.others(pool)
+    read = "" if census.complete else f" (of the first {census.rows:,} rows read)"
+    mine = census.pools.get(pool, 0)
+    shared = ", ".join(f"{n:,} of pool {p}" for p, n in sorted(others.items()))
+    finding = _rows(mine) + " of this pool" + (f", {shared}" if shared else "") + read
+    if census.no_pool:
+        record = "records" if census.no_pool == 1 else "record"
+        return warned(
+            f"{finding}; {_rows(census.no_pool)} {record} no pool (written before rows did): "
+            "reconcile reports them apart and never erases them unasked",
+            f"{ctx.reconcile} (adopts the rows of this pool's users; run it for each pool "
+            "sharing the table)",
+        )
+    return passed(finding + (": the table is shared, each row records its pool" if shared else ""))
 
 
 @check("role", local=NO_IAM)
