@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The JavaScript clients the suite drives (tests/js/): installed from their lockfile.
 JS_OK  := tests/js/node_modules/.package-lock.json
 
-.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-lambda bench-reconcile bench-cli bench-endpoint lock clean
+.PHONY: demo test bootstrap emulators lint local-up local-down bench bench-lambda bench-reconcile bench-cli bench-endpoint bench-console lock clean
 
 demo: bootstrap
 	$(BIN)/livekart-users local demo
@@ -58,6 +58,9 @@ bench-reconcile: bootstrap
 
 bench-cli: bootstrap
 	$(BIN)/python bench/cli_bench.py
+
+bench-console: bootstrap
+	$(BIN)/python bench/console_bench.py --users 10000 --markdown
 
 bench-endpoint: bootstrap
 	$(BIN)/python bench/cognito_endpoint.py --markdown

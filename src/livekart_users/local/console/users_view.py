@@ -4,7 +4,9 @@ One list, read a page at a time from both sides, never loaded whole:
 1. **pool pages**: `ListUsers` (60 a page, its `PaginationToken` followed), each page's rows
    read by `BatchGetItem` and every pair given a state;
 2. **row pages**: once the pool is exhausted, the table is scanned for rows no user matches
-   (orphans, and rows erased after their user went), checked against the pool's `sub`s.
+   (orphans, and rows erased after their user went), checked against the pool's `sub`s
+   (read for the first row page, used again by the next ones for a few seconds), or, in a
+   search, each looked up by `sub`.
 The cursor between requests is opaque to the page: which stage, Cognito's token or how many
 users of an over-long page were shown, DynamoDB's `LastEvaluatedKey`.
 
@@ -33,6 +35,8 @@ LIST_USERS_LIMIT = 60  # the most ListUsers returns in one page
 # cursor carries on from where it stopped.
 ROW_SCAN_BUDGET_S = 0.6
 ROW_SCAN_PAGE = 500
+# How long the pool's subs, read for the rows without a user, are used again.
+SUBS_SECONDS = 10.0
 
 IN_STEP = "in step"
 ROW_MISSING = "row missing"
@@ -194,6 +198,7 @@ class UsersView:
         self.user_pool_id = user_pool_id
         self.page_size = page_size
         self.clock = clock
+        self._subs: tuple[float, set[str]] | None = None
 
     def page(self, cursor: str | None = None, search: str | None = None) -> Page:
         state = decode_cursor(cursor)
@@ -246,7 +251,12 @@ class UsersView:
 
     # --- stage 2: rows no user matches ----------------------------------------------------
 
-    def _pool_subs(self) -> set[str]:
+    def _pool_subs(self, *, again: bool) -> set[str]:
+        """Every `sub` in the pool. Paging on through the rows (`again`) uses the ones read
+        for the first row page if they are under `SUBS_SECONDS` old; the first row page always
+        reads them anew (a user signed up since must not show as an orphan)."""
+        if again and self._subs is not None and self.clock() - self._subs[0] < SUBS_SECONDS:
+            return self._subs[1]
         subs: set[str] = set()
         kwargs: dict[str, Any] = {
             "UserPoolId": self.user_pool_id,
@@ -260,22 +270,33 @@ class UsersView:
                 if sub:
                     subs.add(sub)
             if not answer.get("PaginationToken"):
-                return subs
+                break
             kwargs["PaginationToken"] = answer["PaginationToken"]
+        self._subs = (self.clock(), subs)
+        return subs
+
+    def _in_pool(self, sub: str) -> bool:
+        answer = self.cognito.list_users(
+            UserPoolId=self.user_pool_id, Filter=f'sub = "{_quoted(sub)}"', Limit=1
+        )
+        return bool(answer.get("Users"))
 
     def _rows_page(self, state: dict[str, Any], search: str | None, size: int) -> Page:
+        """Rows no user matches. With a search, only rows whose email starts with it are read
+        (filtered in DynamoDB) and each is looked up in the pool by `sub`; without, the row
+        page is checked against every `sub` of the pool."""
         started = self.clock()
-        subs = self._pool_subs()
         prefix = search.strip().lower() if search else None
+        subs = self._pool_subs(again="key" in state) if prefix is None else None
         entries: list[Entry] = []
         key = state.get("key")
-        for items, following in self._scan(state.get("key")):
+        for items, following in self._scan(state.get("key"), prefix):
             key = following
             for row in items:
-                if str(row.get("user_id")) in subs:
-                    continue
-                email = row.get("email")
-                if prefix and not (isinstance(email, str) and email.startswith(prefix)):
+                uid = str(row.get("user_id"))
+                # Orphans are few: each is confirmed by `sub` (a user may have signed up since
+                # the subs were read).
+                if (subs is not None and uid in subs) or self._in_pool(uid):
                     continue
                 entries.append(classify(None, row))
             if key is None:
@@ -285,10 +306,15 @@ class UsersView:
         return Page(entries, encode_cursor({"stage": "rows", "key": key}), "rows")
 
     def _scan(
-        self, key: dict[str, Any] | None
+        self, key: dict[str, Any] | None, prefix: str | None
     ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
-        """Pages of rows, each with the key to start the next from (None: the end)."""
+        """Pages of rows (with an email starting with `prefix`, if given), each with the key to
+        start the next from (None: the end)."""
         kwargs: dict[str, Any] = {"TableName": self.table.name, "Limit": ROW_SCAN_PAGE}
+        if prefix:
+            kwargs["FilterExpression"] = "begins_with(#e, :p)"
+            kwargs["ExpressionAttributeNames"] = {"#e": "email"}
+            kwargs["ExpressionAttributeValues"] = {":p": {"S": prefix}}
         while True:
             if key:
                 kwargs["ExclusiveStartKey"] = to_dynamo(key)
