@@ -95,6 +95,12 @@ def table_of(stack: LocalStack) -> UsersTable:
     return UsersTable(aws.client("dynamodb"), stack.settings.table)
 
 
+def delete_row(stack: LocalStack, user_id: str) -> None:
+    """The row goes, as if deleted by hand or never written."""
+    table = table_of(stack)
+    table.client.delete_item(TableName=table.name, Key={"user_id": {"S": user_id}})
+
+
 def all_entries(running: Running, search: str | None = None) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     cursor: str | None = None
@@ -231,7 +237,7 @@ def test_users_view_marks_each_user_beside_their_row(
     pool = stack_env.status().user_pool_id
     in_step = sign_up(stack_env)
     row_missing = sign_up(stack_env)
-    table.delete(row_missing)
+    delete_row(stack_env, row_missing)
     stale = sign_up(stack_env, name="Old Name")
     table.client.update_item(
         TableName=table.name,
@@ -246,7 +252,12 @@ def test_users_view_marks_each_user_beside_their_row(
     unconfirmed = sign_up(stack_env, confirm=False)
     orphan = str(uuid.uuid4())
     erased = str(uuid.uuid4())
-    for uid, extra in ((orphan, {}), (erased, {"deletedAt": "2026-01-01T00:00:00.000Z"})):
+    other_pools = str(uuid.uuid4())
+    for uid, extra in (
+        (orphan, {}),
+        (erased, {"deletedAt": "2026-01-01T00:00:00.000Z"}),
+        (other_pools, {"userPoolId": "eu-west-1_AbCdEfGhI"}),
+    ):
         table.create_if_absent(
             {
                 "user_id": uid,
@@ -274,6 +285,7 @@ def test_users_view_marks_each_user_beside_their_row(
     assert entries[unconfirmed]["state"] == view.UNCONFIRMED
     assert entries[orphan]["state"] == view.ORPHAN
     assert entries[erased]["state"] == view.ERASED
+    assert other_pools not in entries  # another pool's row is not this pool's orphan
 
 
 def test_users_view_pages_through_both_sides_without_repeating(
@@ -420,7 +432,7 @@ def test_reconcile_dry_run_changes_nothing_then_apply_heals_a_missing_row(
 ) -> None:
     sub = sign_up(stack_env)
     table = table_of(stack_env)
-    table.delete(sub)
+    delete_row(stack_env, sub)
     status, _, report = request(console, "POST", "/api/reconcile", {"apply": False})
     assert status == 200
     assert report["to_create"] >= 1

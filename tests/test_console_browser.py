@@ -25,7 +25,7 @@ from livekart_users.local import demo
 from livekart_users.local.console import open_console
 from livekart_users.local.console.server import Running
 from livekart_users.local.stack import LocalStack
-from tests.test_console import sign_up, table_of
+from tests.test_console import delete_row, sign_up, table_of
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -102,7 +102,7 @@ def state_of(driver: WebDriver, sub: str) -> str | None:
     # Read in one script: the list is redrawn as it refreshes, so an element found in one
     # call may be gone by the next.
     state = driver.execute_script(
-        "const row = document.querySelector(`#users tr[data-user-id=\"${arguments[0]}\"]`);"
+        'const row = document.querySelector(`#users tr[data-user-id="${arguments[0]}"]`);'
         "return row ? row.dataset.state : null;",
         sub,
     )
@@ -152,7 +152,7 @@ def test_a_deleted_row_shows_as_missing_and_reconcile_from_the_page_heals_it(
     stack = stack_env
     sub = sign_up(stack)
     user_row(page, sub, 5.0)
-    table_of(stack).delete(sub)
+    delete_row(stack, sub)
     wait_state(page, sub, "row missing")  # the view looks again every 5 s
 
     page.find_element(By.ID, "reconcile-dry").click()

@@ -806,6 +806,7 @@ def test_timeouts_crashes_and_throttles_count_though_the_handler_emitted_nothing
     put_lambda_metric(clients, target.function, "Errors", [now - 600, now - 500])
     put_lambda_metric(clients, target.function, "Throttles", [now - 400])
     put_lambda_metric(clients, "someone-else", "Errors", [now - 300] * 4)
+
     # JSON logs (moto keeps no LoggingConfig: AWS's answer is given its field here).
     def json_logs(parsed: dict[str, Any], **_: Any) -> None:
         parsed["LoggingConfig"] = {"LogFormat": "JSON", "LogGroup": target.log_group}

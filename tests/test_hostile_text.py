@@ -91,9 +91,7 @@ def assert_shown_as_text(output: str) -> None:
         ("\u2028\u2029", "\\u2028\\u2029"),
     ],
 )
-def test_visible_shows_controls_as_escapes_and_keeps_everything_else(
-    text: str, shown: str
-) -> None:
+def test_visible_shows_controls_as_escapes_and_keeps_everything_else(text: str, shown: str) -> None:
     assert visible(text) == shown
     assert not CONTROL.search(visible(text))
 

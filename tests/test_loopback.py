@@ -379,8 +379,18 @@ def test_an_origin_is_served_only_when_allowed() -> None:
 
 @pytest.mark.parametrize(
     ("header", "length"),
-    [(None, 0), ("0", 0), ("12", 12), (" 12 ", 12), ("-1", None), ("1_0", None),
-     ("+5", None), ("١٢", None), ("abc", None), (str(loopback.MAX_BODY + 1), None)],
+    [
+        (None, 0),
+        ("0", 0),
+        ("12", 12),
+        (" 12 ", 12),
+        ("-1", None),
+        ("1_0", None),
+        ("+5", None),
+        ("١٢", None),
+        ("abc", None),
+        (str(loopback.MAX_BODY + 1), None),
+    ],
 )
 def test_body_lengths(header: str | None, length: int | None) -> None:
     assert loopback.body_length(header) == length
@@ -399,7 +409,7 @@ def test_a_bad_content_length_is_400_and_frees_the_thread(
         )
         answer = sock.recv(4096)
         # The connection is closed, not left waiting for a body.
-        while (more := sock.recv(4096)):
+        while more := sock.recv(4096):
             answer += more
 
     assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]

@@ -131,9 +131,7 @@ def test_backoff_retries_throttling_and_raises_what_is_not_transient() -> None:
 # --- the table operations reconcile uses -------------------------------------------------
 
 
-def write_row(
-    table: UsersTable, *, pool: str | None = None, **attributes: str
-) -> dict[str, Any]:
+def write_row(table: UsersTable, *, pool: str | None = None, **attributes: str) -> dict[str, Any]:
     """A row as the trigger writes it, in `pool` (by default the Stubber tests' POOL)."""
     sub = attributes.pop("sub", None) or str(uuid.uuid4())
     attrs = {"sub": sub, "email": f"u-{sub[:8]}@example.com", "name": "Old Name", **attributes}

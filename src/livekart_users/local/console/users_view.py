@@ -293,6 +293,8 @@ class UsersView:
         for items, following in self._scan(state.get("key"), prefix):
             key = following
             for row in items:
+                if schema.pool_of(row) not in (None, self.user_pool_id):
+                    continue  # another pool's user, in a table the pools share
                 uid = str(row.get("user_id"))
                 # Orphans are few: each is confirmed by `sub` (a user may have signed up since
                 # the subs were read).

@@ -110,6 +110,7 @@ function fieldsTable(title, fields, appFields) {
 }
 
 async function showDetail(userId, quiet, force) {
+  if (!quiet) state.armed = null;  // opening a user never finds the delete button armed
   state.selected = userId;
   const box = document.getElementById("detail");
   let data;
@@ -122,7 +123,7 @@ async function showDetail(userId, quiet, force) {
   }
   // A refresh redraws the detail only when it changed, and never under the developer's hands.
   const key = JSON.stringify(data);
-  const busy = box.contains(document.activeElement) || box.querySelector('[data-armed="yes"]');
+  const busy = box.contains(document.activeElement);
   if (quiet && !force && (key === state.detailKey || busy)) return;
   state.detailKey = key;
   const cognito = data.cognito
@@ -162,13 +163,17 @@ function userActions(userId, data) {
 
   const policy = el("select", { name: "policy", "aria-label": "erasure policy" },
     ...state.policies.map((name) => el("option", {}, name)));
-  const remove = el("button", { type: "button", id: "delete", class: "danger" }, "delete…");
+  // Two clicks: the first arms it (and a redraw keeps it armed), the second deletes.
+  const armedText = "really delete from Cognito and erase the row?";
+  const remove = el("button", { type: "button", id: "delete", class: "danger" },
+    state.armed === userId ? armedText : "delete…");
   remove.addEventListener("click", () => {
-    if (remove.dataset.armed !== "yes") {
-      remove.dataset.armed = "yes";
-      remove.textContent = "really delete from Cognito and erase the row?";
+    if (state.armed !== userId) {
+      state.armed = userId;
+      remove.textContent = armedText;
       return;
     }
+    state.armed = null;
     act(() => api("POST", `/api/users/${encodeURIComponent(userId)}/delete`, { policy: policy.value }),
       `deleted ${userId} (${policy.value})`);
   });
