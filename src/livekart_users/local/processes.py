@@ -82,11 +82,18 @@ INHERITED = frozenset(
     }
 )  # fmt: skip
 INHERITED_PREFIXES = ("LC_", "LIVEKART_")
-# No AWS configuration file, no instance metadata: a stack process knows only what it is given.
+# No AWS configuration file, no instance metadata, and the stack's dummy credentials and a
+# region: a stack process knows only what it is given, and an AWS SDK inside one (DynamoDB
+# Local carries the one for Java) finds them first instead of looking further down its
+# default chain. The stack passes its own region to what calls AWS APIs.
 ISOLATED = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
 }
 
 

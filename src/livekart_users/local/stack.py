@@ -346,6 +346,10 @@ class LocalStack:
         process = self._start(service, ports, None)
         state.setdefault("processes", {})[service] = process.to_json()
         self._save(state)
+        if service == "dynamodb":  # as `up` does after starting it: see _warm_writes
+            endpoint = self.endpoints()["dynamodb"]
+            client = aws.client("dynamodb", region_name=self.settings.region, endpoint_url=endpoint)
+            _warm_writes(client, self.settings.table)
 
     # --- the folder --------------------------------------------------------------------
 
