@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,15 @@ def stack_env(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Local
     for key, value in local_stack.environment().items():
         monkeypatch.setenv(key, value)
     return local_stack
+
+
+def raw_http(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request` as it is (header names as written) to 127.0.0.1:`port`; read the
+    answer until the server closes: (status line and headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body

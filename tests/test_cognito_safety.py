@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import urllib.request
@@ -30,7 +29,7 @@ from livekart_users.local import cognito_proxy, pools, processes
 from livekart_users.local.cognito_proxy import CognitoProxy, Exchange
 from livekart_users.local.demo import DemoUser, sign_up
 
-from .conftest import load_event, start_stack
+from .conftest import load_event, raw_http, start_stack
 
 
 class Upstream(ThreadingHTTPServer):
@@ -152,12 +151,7 @@ def test_a_request_with_every_header_name_in_lower_case_is_served(
         f"content-type: application/x-amz-json-1.1\r\ncontent-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode() + body
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(request)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    head, _, payload = answer.partition(b"\r\n\r\n")
+    head, payload = raw_http(port, request)
     assert b" 200 " in head.split(b"\r\n")[0]
     assert json.loads(payload) == {"echo": {"n": 1}, "operation": "ListUsers"}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -23,6 +22,8 @@ from livekart_users import aws
 from livekart_users.local.endpoint import InvokeServer
 from livekart_users.local.processes import free_port
 from livekart_users.table import UsersTable
+
+from .conftest import raw_http
 
 FUNCTION = "livekart-post-confirmation-trigger"
 EVENT = {
@@ -86,12 +87,7 @@ def test_header_names_in_lower_case_are_read(serve: Any) -> None:
         f"host: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(request)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    head, _, payload = answer.partition(b"\r\n\r\n")
+    head, payload = raw_http(port, request)
     assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
     assert json.loads(payload) == EVENT
 

@@ -74,9 +74,10 @@ class Stack:
         self.endpoint = status.endpoints["cognito-idp"]
         self.table = UsersTable(aws.client("dynamodb"), stack.settings.table)
 
-    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    def run(self, *command: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run a client script in tests/js; its last line of output, as JSON."""
         done = subprocess.run(
-            [self.node, script, *args],
+            command,
             cwd=JS,
             capture_output=True,
             text=True,
@@ -89,7 +90,14 @@ class Stack:
 
     def identity_js(self, action: str, email: str, *more: str) -> dict[str, Any]:
         return self.run(
-            "identity_js.mjs", action, self.pool, self.client, self.endpoint, email, *more
+            self.node,
+            "identity_js.mjs",
+            action,
+            self.pool,
+            self.client,
+            self.endpoint,
+            email,
+            *more,
         )
 
     def sdk_v3(self, action: str, username: str, *pairs: str) -> dict[str, Any]:
@@ -102,17 +110,8 @@ class Stack:
         ).stdout
         clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         shell = f'{printed}\nexec "$0" "$@"'
-        done = subprocess.run(
-            ["sh", "-c", shell, self.node, "sdk_v3.mjs", action, self.pool, username, *pairs],
-            cwd=JS,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=clean,
-            check=False,
-        )
-        assert done.stdout.strip(), done.stderr
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        command = [self.node, "sdk_v3.mjs", action, self.pool, username, *pairs]
+        return self.run("sh", "-c", shell, *command, env=clean)
 
     def row(self, sub: str) -> dict[str, Any]:
         return self.table.get(sub) or {}
