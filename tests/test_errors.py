@@ -166,3 +166,27 @@ def test_another_emulators_endpoints_are_not_taken_for_a_stack(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     line = assert_one_line(run("users", "get", "some-sub"), 1)
     assert line.startswith("error: cannot connect to http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback_before_or_after_the_command(where: str) -> None:
+    from livekart_users.logs import InvalidSince
+
+    args = ["logs", "--function-name", "f", "--since", "soon"]
+    result = run(*(["--debug", *args] if where == "before" else [*args, "--debug"]))
+    assert isinstance(result.exception, InvalidSince)
+    assert not isinstance(run(*args).exception, InvalidSince)  # a clean exit(1) without it
+
+
+def test_every_command_takes_debug() -> None:
+    import click
+
+    from tests.test_cli import all_commands, subcommand
+
+    for path in all_commands(main):
+        command: click.Command = main
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = subcommand(command, name)
+        if not isinstance(command, click.Group):
+            assert any("--debug" in p.opts for p in command.params), " ".join(path)

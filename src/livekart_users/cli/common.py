@@ -279,17 +279,31 @@ def fail(message: str, *, label: str = "error", exit_code: int = 1) -> NoReturn:
     sys.exit(exit_code)
 
 
+def debugging() -> bool:
+    """--debug was given: before the command's name or after it."""
+    ctx = click.get_current_context()
+    return bool(ctx.find_root().params.get("debug") or ctx.meta.get(_DEBUG))
+
+
+_DEBUG = "livekart_users.debug"
+
+
+def _debug_given(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_DEBUG] = True  # meta is shared by every context of the invocation
+
+
 def friendly_errors(command: F) -> F:
-    """Library errors become one red line and exit status 1; tracebacks only with --debug.
-    With --json, stdout carries one JSON object saying what failed, also for usage errors
-    found in the command."""
+    """Library errors become one red line and exit status 1; tracebacks only with --debug
+    (which every command takes too, as the last option). With --json, stdout carries one
+    JSON object saying what failed, also for usage errors found in the command."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except (LivekartUsersError, ClientError, BotoCoreError, OSError) as exc:
-            if click.get_current_context().find_root().params.get("debug"):
+            if debugging():
                 raise
             fail(explain(exc))
         except click.ClickException as exc:
@@ -298,7 +312,14 @@ def friendly_errors(command: F) -> F:
                 exc.json_printed = True  # type: ignore[attr-defined]
             raise
 
-    return wrapper  # type: ignore[return-value]
+    debug = click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=_debug_given,
+        help="Show tracebacks for errors.",
+    )
+    return debug(wrapper)  # type: ignore[return-value]
 
 
 def write_output(path: Path, data: bytes, what: str, option: str = "-o") -> None:

@@ -14,6 +14,7 @@ from livekart_users import aws, doctor
 from livekart_users.cli import render
 from livekart_users.cli.common import (
     console,
+    debugging,
     errors,
     explain,
     friendly_errors,
@@ -120,7 +121,7 @@ def _heading(target: Target, local: bool) -> str:
 
 def _cannot_run(exc: Exception, as_json: bool) -> NoReturn:
     """Exit status 2 and one line: doctor could not look, so it says nothing about the setup."""
-    if click.get_current_context().find_root().params.get("debug"):
+    if debugging():
         raise exc
     message = explain(exc)
     if as_json:
