@@ -263,3 +263,45 @@ def test_a_reused_user_name_falls_back_to_listing_by_sub() -> None:
     with stub:
         assert pool_users.find_user(client, "p_1", "sub-1", username_hint="alice") is None
     stub.assert_no_pending_responses()
+
+
+# --- 6. dropped change events are counted and alarmed ----------------------------------------
+
+
+def test_a_dropped_change_event_is_counted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from livekart_users import changes
+
+    monkeypatch.setenv("USER_POOL_ID", "eu-west-1_AbCdEfGhI")
+    event = {
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.cognito-idp",
+        "detail": {"eventSource": "cognito-idp.amazonaws.com", "eventName": "AdminDeleteUser"},
+    }  # no additionalEventData.sub: acknowledged, so never retried
+    assert changes.handler(event, None)["outcome"] == "dropped"
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    [metric] = [m for m in emf if "ChangeEventDropped" in m]
+    assert metric["ChangeEventDropped"] == [1.0]
+    [directive] = metric["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "LiveKartUsers"
+    assert set(directive["Dimensions"][0]) == {"function_name", "service"}
+
+
+def test_deploy_alarms_on_dropped_change_events_of_this_pools_handler(clients: Clients) -> None:
+    target = target_for(make_pool(clients))
+    executor.apply(planner.plan_deploy(target, clients, code=CODE), clients, sleep=lambda _: None)
+    names = models.ChangeNames(target)
+    [alarm] = clients.cloudwatch.describe_alarms(AlarmNames=[names.alarm])["MetricAlarms"]
+    assert alarm["MetricName"] == "ChangeEventDropped"
+    assert {"Name": "function_name", "Value": names.function} in alarm["Dimensions"]
+    from livekart_users.deploy import destroy
+
+    executor.apply(destroy.plan_destroy(target, clients), clients, sleep=lambda _: None)
+    assert clients.cloudwatch.describe_alarms(AlarmNames=[names.alarm])["MetricAlarms"] == []

@@ -40,10 +40,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from livekart_users import aws, erasure, pool_users, schema
-from livekart_users.contract import CHANGE_DETAIL_TYPE, CHANGE_SOURCE
+from livekart_users.contract import (
+    CHANGE_DETAIL_TYPE,
+    CHANGE_DROPPED_METRIC,
+    CHANGE_SOURCE,
+    FUNCTION_DIMENSION,
+    METRICS_NAMESPACE,
+)
 from livekart_users.contract import DELETIONS as DELETIONS
 from livekart_users.contract import HANDLED as HANDLED
 from livekart_users.contract import SERVICE as SERVICE
@@ -75,6 +82,12 @@ _SUB = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 _POOL_ARN = re.compile(r":userpool/([\w-]+_[0-9a-zA-Z]+)$")
 
 logger = Logger(service=SERVICE)
+# A dropped event is acknowledged (never retried), so a log line alone would lose it unseen:
+# each one is counted, and deploy's alarm on the count says events are being lost.
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+metrics.set_default_dimensions(
+    **{FUNCTION_DIMENSION: os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or "local"}
+)
 
 
 class Malformed(Exception):
@@ -196,6 +209,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         log["reason"] = str(exc)
         log["outcome"] = DROPPED
         logger.warning("change event dropped", extra=log)
+        _count_dropped()
         return {"outcome": DROPPED, "reason": str(exc)}
     log.update(event_name=change.name, user_id=change.sub, event_id=change.event_id)
     cognito, dynamodb = clients()
@@ -210,6 +224,14 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     log["outcome"] = outcome
     logger.info("change ignored" if outcome in IGNORED_OUTCOMES else "change applied", extra=log)
     return {"outcome": outcome, "user_id": change.sub, "event_name": change.name}
+
+
+def _count_dropped() -> None:
+    try:
+        metrics.add_metric(name=CHANGE_DROPPED_METRIC, unit=MetricUnit.Count, value=1)
+        metrics.flush_metrics()
+    except Exception:  # the count must never turn a dropped event into a retried one
+        logger.exception("could not count a dropped event")
 
 
 def _safe_event_name(event: Any) -> str | None:

@@ -111,18 +111,7 @@ def _plan_destroy_trigger(
             )
         )
         return Plan(target, steps + _kept_data(target, clients, delete_table, False))
-    alarms = clients.cloudwatch.describe_alarms(AlarmNames=[target.alarm_name])["MetricAlarms"]
-    if alarms:
-        tags = clients.cloudwatch.list_tags_for_resource(ResourceARN=alarms[0]["AlarmArn"])
-        if tagged(tag_map(tags.get("Tags", []))) and not stack_of(tag_map(tags.get("Tags"))):
-            steps.append(
-                Step(
-                    f"alarm {target.alarm_name}",
-                    DELETE,
-                    "ours",
-                    (Call("cloudwatch", "delete_alarms", {"AlarmNames": [target.alarm_name]}),),
-                )
-            )
+    steps += _alarm_removal(clients, target.alarm_name)
     steps.append(
         Step(
             f"function {target.function}",
@@ -141,6 +130,19 @@ def _stack_owned(resource: str, stack: str) -> Step:
         NO_CHANGE,
         f"kept: CloudFormation stack {stack} owns it (delete the stack to remove it)",
     )
+
+
+def _alarm_removal(clients: Clients, alarm_name: str) -> list[Step]:
+    alarms = clients.cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+    if not alarms:
+        return []
+    tags = tag_map(
+        clients.cloudwatch.list_tags_for_resource(ResourceARN=alarms[0]["AlarmArn"]).get("Tags")
+    )
+    if not removable(tags):
+        return []
+    delete = Call("cloudwatch", "delete_alarms", {"AlarmNames": [alarm_name]})
+    return [Step(f"alarm {alarm_name}", DELETE, "ours", (delete,))]
 
 
 def _role_removal(clients: Clients, role_name: str) -> list[Step]:
@@ -231,6 +233,7 @@ def _change_handler_steps(
             calls.append(Call("events", "remove_targets", {"Rule": names.rule, "Ids": ids}))
         calls.append(Call("events", "delete_rule", {"Name": names.rule}))
         steps.append(Step(f"EventBridge rule {names.rule}", DELETE, "ours", tuple(calls)))
+    steps += _alarm_removal(clients, names.alarm)
     function = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=names.function))
     if function is not None and removable(function.get("Tags")):
         delete = Call("lambda_", "delete_function", {"FunctionName": names.function})

@@ -438,6 +438,10 @@ class ChangeNames:
     def log_group_arn(self) -> str:
         return self._arn("logs", f"log-group:{self.log_group}")
 
+    @property
+    def alarm(self) -> str:
+        return f"{self.function}-dropped-events"
+
 
 def event_pattern(target: Target) -> dict[str, Any]:
     """Exactly the calls the handler handles, that succeeded, of this pool where one is named."""
@@ -556,6 +560,36 @@ def change_function(target: Target) -> FunctionModel:
         log_group=names.log_group,
         reserved_concurrency=CHANGE_CONCURRENCY,
     )
+
+
+def change_alarm(target: Target) -> dict[str, Any]:
+    """Any change event dropped in 5 minutes: through the rule, every event should be one the
+    handler acts on, so a drop means events are being lost (say, CloudTrail records a call
+    without the user's sub, which AWS documents only in general terms)."""
+    names = ChangeNames(target)
+    actions = [target.alarm_topic_arn] if target.alarm_topic_arn else []
+    return {
+        "AlarmName": names.alarm,
+        "AlarmDescription": (
+            f"{names.function} dropped a change event it could not act on "
+            f"({contract.CHANGE_DROPPED_METRIC}; its log line says why). The user's row "
+            "catches up at their next sign-in or `livekart-users reconcile --apply`"
+        ),
+        "Namespace": METRICS_NAMESPACE,
+        "MetricName": contract.CHANGE_DROPPED_METRIC,
+        "Dimensions": [
+            {"Name": FUNCTION_DIMENSION, "Value": names.function},
+            {"Name": "service", "Value": SERVICE},
+        ],
+        "Statistic": "Sum",
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": actions,
+        "OKActions": [],
+    }
 
 
 def rule_target(target: Target) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def plan_deploy(target: Target, clients: Clients, *, code: bytes, force: bool = 
         *log_group_steps(clients, target.log_group, target.log_retention_days),
         *_plan_role(models.trigger_role(target), target, clients),
         *function_steps,
-        *_alarm_steps(target, clients),
+        *_plan_alarm(models.alarm(target), clients),
     ]
     trigger_step, refused = _trigger_step(target, clients, settings, force, moved)
     steps.append(trigger_step)
@@ -817,16 +817,19 @@ def _refuse_shared_change(
         raise BareFunctionInUse(target, sorted(set(bare)))
 
 
-def _alarm_steps(target: Target, clients: Clients) -> list[Step]:
-    name = f"alarm {target.alarm_name}"
-    wanted = models.alarm(target)
-    found = clients.cloudwatch.describe_alarms(AlarmNames=[target.alarm_name])["MetricAlarms"]
+def _plan_alarm(wanted: Mapping[str, Any], clients: Clients) -> list[Step]:
+    """An alarm as `wanted` describes it (the trigger's failed writes, the change handler's
+    dropped events)."""
+    alarm_name = wanted["AlarmName"]
+    name = f"alarm {alarm_name}"
+    metric = wanted["MetricName"]
+    found = clients.cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
     if not found:
         return [
             Step(
                 name,
                 CREATE,
-                f"any {models.FAILED_METRIC} in 5 minutes",
+                f"any {metric} in 5 minutes",
                 (Call("cloudwatch", "put_metric_alarm", {**wanted, "Tags": tag_list()}),),
             )
         ]
@@ -835,7 +838,7 @@ def _alarm_steps(target: Target, clients: Clients) -> list[Step]:
         return [
             Step(name, UPDATE, "; ".join(diff), (Call("cloudwatch", "put_metric_alarm", wanted),))
         ]
-    return [Step(name, NO_CHANGE, f"on {models.FAILED_METRIC}")]
+    return [Step(name, NO_CHANGE, f"on {metric}")]
 
 
 def _trigger_step(
@@ -896,6 +899,7 @@ def _change_handler_steps(target: Target, clients: Clients, code: bytes) -> list
         *function,
         *_rule_steps(target, clients),
         *_permission_steps(target, clients),
+        *_plan_alarm(models.change_alarm(target), clients),
     ]
 
 

@@ -201,6 +201,8 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
     del permission["StatementId"]
     permission["FunctionName"] = {"Fn::GetAtt": ["ChangeFunction", "Arn"]}
     permission["SourceArn"] = {"Fn::GetAtt": ["ChangeRule", "Arn"]}
+    dropped = _cfn(models.change_alarm(target))
+    dropped["AlarmActions"] = {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": "AlarmTopicArn"}], _NO_VALUE]}
     queue_policy = _cfn(models.queue_policy(target))
     queue_policy["Statement"][0]["Resource"] = {"Fn::GetAtt": ["ChangeDeadLetters", "Arn"]}
     queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] = {
@@ -266,6 +268,10 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
             },
         },
         "ChangeInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": permission},
+        "ChangeDroppedEventsAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {**dropped, "Tags": tags},
+        },
     }
 
 
