@@ -295,3 +295,34 @@ def test_event_without_attributes_never_raises(trigger_output: TriggerOutput) ->
         {"triggerSource": "PostConfirmation_ConfirmSignUp", "request": {"userAttributes": "sub"}},
     ):
         assert triggers.handler(event, None) is event
+
+
+@pytest.mark.parametrize("pool", [None, "", 42, "not a pool", "x" * 200])
+def test_an_event_without_a_user_pool_id_writes_nothing(
+    users_table: UsersTable, trigger_output: TriggerOutput, pool: Any
+) -> None:
+    # Every write is conditioned on the row's pool: without one, nothing is written.
+    for source in ("post-confirmation-signup-customer", "post-authentication"):
+        event = load_event(source)
+        if pool is None:
+            del event["userPoolId"]
+        else:
+            event["userPoolId"] = pool
+        assert triggers.handler(event, None) is event
+        [line] = trigger_output.logs()
+        assert line["outcome"] == "failed"
+    assert list(users_table.scan()) == []
+
+
+def test_a_sign_in_leaves_another_pools_row_alone(
+    users_table: UsersTable, trigger_output: TriggerOutput
+) -> None:
+    run("post-confirmation-signup-customer")
+    before = row(users_table, CUSTOMER_SUB)
+    event = load_event("post-authentication", sub=CUSTOMER_SUB, name="Someone Else")
+    event["userPoolId"] = "us-east-1_OtherPool1"
+    trigger_output.logs()  # the sign-up's line
+    assert triggers.handler(event, None) is event
+    [line] = trigger_output.logs()
+    assert line["outcome"] == "not_refreshed"
+    assert row(users_table, CUSTOMER_SUB) == before
