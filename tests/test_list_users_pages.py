@@ -6,7 +6,9 @@ counting how often it was asked."""
 from __future__ import annotations
 
 import json
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 from livekart_users.local.list_users_pages import ListUsersPages
@@ -44,9 +46,17 @@ def list_page(pages: ListUsersPages, **request: Any) -> tuple[int, dict[str, Any
     return answer[0], json.loads(answer[2])
 
 
-def test_pages_of_at_most_the_limit_cover_every_user_once_from_one_read() -> None:
+def pool_file(folder: Path) -> Path:
+    """cognito-local's file of pool local_1 (only its time and size are read)."""
+    path = folder / "local_1.json"
+    path.write_text("{}")
+    return path
+
+
+def test_pages_of_at_most_the_limit_cover_every_user_once_from_one_read(tmp_path: Path) -> None:
     pool = WholePool(130)
-    pages = ListUsersPages(pool)
+    pool_file(tmp_path)
+    pages = ListUsersPages(pool, tmp_path)
     seen: list[str] = []
     sizes = []
     token = None
@@ -63,9 +73,12 @@ def test_pages_of_at_most_the_limit_cover_every_user_once_from_one_read() -> Non
     assert len(pool.calls) == 1  # the listing was kept between pages
 
 
-def test_a_write_drops_the_kept_listing_and_a_deleted_user_moves_no_other() -> None:
+def test_a_write_drops_the_kept_listing_and_a_deleted_user_moves_no_other(
+    tmp_path: Path,
+) -> None:
     pool = WholePool(6)
-    pages = ListUsersPages(pool)
+    pool_file(tmp_path)
+    pages = ListUsersPages(pool, tmp_path)
     _, first = list_page(pages, Limit=2)
     assert [u["Username"] for u in first["Users"]] == ["user-0000", "user-0001"]
     pool.users = [u for u in pool.users if u["Username"] != "user-0001"]
@@ -92,3 +105,22 @@ def test_a_foreign_token_and_cognito_locals_errors_are_answered_as_errors() -> N
     status, body = list_page(pages)
     assert status == 400 and body["__type"] == "ResourceNotFoundException"
     assert pages.answer("AdminGetUser", b"{}") is None  # anything else goes to cognito-local
+
+
+def test_a_write_past_the_endpoint_is_seen_in_the_pool_file(tmp_path: Path) -> None:
+    # Tests (and tools) may write to cognito-local directly: its pool file changes then.
+    pool = WholePool(3)
+    path = pool_file(tmp_path)
+    pages = ListUsersPages(pool, tmp_path)
+    list_page(pages)
+    list_page(pages)
+    assert len(pool.calls) == 1
+    path.write_text('{"Users": {}}')
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    list_page(pages)
+    assert len(pool.calls) == 2
+    # Without the pool's file (or with a pool id that cannot name one) nothing is kept.
+    blind = ListUsersPages(pool)
+    list_page(blind)
+    list_page(blind)
+    assert len(pool.calls) == 4

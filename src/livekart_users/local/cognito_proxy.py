@@ -137,7 +137,9 @@ class CognitoProxy(ThreadingHTTPServer):
         # What cognito-local cannot answer as Cognito would (SRP sign-in, disabled users).
         self.sign_in = sign_in.SignIn(cognito_db, self.call) if cognito_db else None
         # ListUsers in pages of at most 60, as Cognito answers it (cognito-local answers all).
-        self.pages = list_users_pages.ListUsersPages(self.call) if page_list_users else None
+        self.pages = (
+            list_users_pages.ListUsersPages(self.call, cognito_db) if page_list_users else None
+        )
         super().__init__(("127.0.0.1", port), _Handler)
 
     def exchange(

@@ -5,9 +5,11 @@ the whole pool (4 MB at 10,000 users, which botocore takes ≈ 3.6 s to parse he
 answers at most `Limit` users (≤ 60) with a token for the rest, and only the attributes
 asked for. The stack's Cognito endpoint answers ListUsers here, the same way:
 - the pool is read from cognito-local once (its `Filter` passed on, since cognito-local
-  does filter) and kept, in user-name order, until the next write through the endpoint
-  (`changed()`: the endpoint calls it before and after each write, so a listing read while
-  a write was under way is never kept);
+  does filter) and kept, in user-name order, while nothing wrote to the pool: the endpoint
+  calls `changed()` before and after each write through it, and cognito-local's pool file
+  (rewritten on every write, also by callers that bypass the endpoint) must still have the
+  modification time and size it had when the listing was read; without that file nothing
+  is kept;
 - a page is the next `Limit` users after the token's user name (a user added or deleted
   between pages moves no other user from one page to another), with a token while more
   remain; `AttributesToGet` keeps only those attributes.
@@ -19,9 +21,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 from bisect import bisect_right
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 PAGE_LIMIT = 60  # Cognito's most per page
@@ -29,6 +33,7 @@ KEPT_LISTINGS = 4  # listings kept at once (pool and filter)
 
 Call = Callable[[str, dict[str, Any]], tuple[int, dict[str, str], bytes]]
 Answer = tuple[int, dict[str, str], bytes]
+_POOL_ID = re.compile(r"^[\w-]{1,64}$")  # a pool id names its file: nothing else may
 
 
 def _token(username: str) -> str:
@@ -51,11 +56,12 @@ class InvalidToken(Exception):
 class ListUsersPages:
     """Answers ListUsers a page at a time from a listing kept until the next write."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, cognito_db: Path | None = None) -> None:
         self._call = call
+        self._db = cognito_db
         self._lock = threading.Lock()
         self._generation = 0
-        self._kept: dict[tuple[str, str], tuple[int, list[str], list[dict[str, Any]]]] = {}
+        self._kept: dict[tuple[str, str], tuple[Any, list[str], list[dict[str, Any]]]] = {}
 
     def changed(self) -> None:
         """A write went (or is going) through: no kept listing is current any more."""
@@ -101,9 +107,9 @@ class ListUsersPages:
         """The pool's users in user-name order (and their names), or cognito-local's error."""
         key = (pool, filter_ if isinstance(filter_, str) else "")
         with self._lock:
-            generation = self._generation
+            version = (self._generation, self._stamp(pool))
             kept = self._kept.get(key)
-        if kept is not None and kept[0] == generation:
+        if kept is not None and kept[0] == version:
             return kept[1], kept[2], None
         request: dict[str, Any] = {"UserPoolId": pool}
         if key[1]:
@@ -114,11 +120,22 @@ class ListUsersPages:
         users = sorted(json.loads(body).get("Users") or [], key=lambda u: str(u["Username"]))
         names = [str(u["Username"]) for u in users]
         with self._lock:
-            if self._generation == generation:  # no write began meanwhile
+            # Kept only if the pool's file says when it changed and no write began meanwhile.
+            if version[1] is not None and version == (self._generation, self._stamp(pool)):
                 if len(self._kept) >= KEPT_LISTINGS:
                     self._kept.pop(next(iter(self._kept)))
-                self._kept[key] = (generation, names, users)
+                self._kept[key] = (version, names, users)
         return names, users, None
+
+    def _stamp(self, pool: str) -> tuple[int, int] | None:
+        """When cognito-local last wrote the pool's file, and its size (None: unknown)."""
+        if self._db is None or not _POOL_ID.match(pool):
+            return None
+        try:
+            found = (self._db / f"{pool}.json").stat()
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
 
 
 def _error(code: str, message: str) -> Answer:
