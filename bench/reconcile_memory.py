@@ -41,7 +41,7 @@ def vm_rss_bytes() -> int:
     return int(line.split()[1]) * 1024
 
 
-def measure(size: int) -> dict[str, Any]:
+def measure(size: int, sort: bool = True) -> dict[str, Any]:
     """In this process: build the index of `size` rows, then sort `size` users against it."""
     from livekart_users import reconcile, schema
 
@@ -81,7 +81,7 @@ def measure(size: int) -> dict[str, Any]:
 
     started = time.monotonic()
     in_step = differ = 0
-    for i, sub in subs():
+    for i, sub in subs() if sort else ():
         attrs = attributes(i, sub)
         if i % 100 == 0:
             attrs["name"] = "Renamed"
@@ -96,8 +96,9 @@ def measure(size: int) -> dict[str, Any]:
             reconcile._differing(index.hints(number), compared)
             index.updated_at(number)
     sorted_seconds = time.monotonic() - started
-    assert differ == -(-size // 100) and in_step + differ == size
-    assert next(iter(index.unseen()), None) is None
+    if sort:
+        assert differ == -(-size // 100) and in_step + differ == size
+        assert next(iter(index.unseen()), None) is None
     return {
         "users": size,
         "baseline_mb": baseline / 1e6,
@@ -114,15 +115,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--index-only", action="store_true", help="Skip stage 2 (it adds time, not memory)."
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child's own size
     options = parser.parse_args()
     if options.one:
-        print(json.dumps(measure(options.one)))
+        print(json.dumps(measure(options.one, sort=not options.index_only)))
         return
     results = []
     for size in options.sizes:
         child = subprocess.run(
-            [sys.executable, __file__, "--one", str(size)],
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                str(size),
+                *(["--index-only"] if options.index_only else []),
+            ],
             capture_output=True,
             text=True,
             check=True,

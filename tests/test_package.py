@@ -152,9 +152,9 @@ def test_without_a_python313_the_zip_is_refused_with_a_clear_line(
         package.runtime_python()
 
 
-def test_only_the_modules_the_two_handlers_import_are_inside() -> None:
+def test_only_the_modules_the_three_handlers_import_are_inside() -> None:
     code = (
-        "import sys, livekart_users.triggers, livekart_users.changes; "
+        "import sys, livekart_users.triggers, livekart_users.changes, livekart_users.scheduled; "
         "print(' '.join(sorted(sys.modules)))"
     )
     loaded = subprocess.run(

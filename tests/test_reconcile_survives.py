@@ -92,6 +92,7 @@ def test_a_disabled_user_gets_the_flag_and_an_existing_row_is_repaired(
     assert users_table.refresh_identity(
         again["user_id"],
         {f: again[f] for f in schema.IDENTITY_FIELDS if f in again},
+        user_pool_id=POOL,
         read_updated_at=again["updatedAt"],
         timestamp=again["updatedAt"],
         enabled=False,

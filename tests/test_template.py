@@ -29,6 +29,7 @@ SAMPLE = {
     "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms",
     "CreateTable": "no",
     "ErasurePolicy": "anonymize",
+    "ReconcileEverySeconds": "86400",
 }
 TARGET = models.Target(
     user_pool_id="eu-west-1_AbC123",
@@ -271,3 +272,39 @@ def test_the_change_rule_matches_this_pool_and_only_the_rule_may_invoke(
     assert function["Environment"]["Variables"]["USER_POOL_ID"] == "eu-west-1_AbC123"
     assert function["Environment"]["Variables"]["USERS_ERASURE_POLICY"] == "delete"
     assert function["DeadLetterConfig"] == {"TargetArn": "<ChangeDeadLetters.Arn>"}
+
+
+# --- the scheduled reconcile ---------------------------------------------------------------
+
+
+def test_the_scheduled_reconcile_is_there_only_with_a_period_and_never_erases(
+    built: dict[str, Any],
+) -> None:
+    from dataclasses import replace
+
+    condition = built["Conditions"][template.HAS_RECONCILE]
+    assert is_true(condition, SAMPLE)
+    assert not is_true(condition, {**SAMPLE, "ReconcileEverySeconds": "0"})
+    ours = [n for n in built["Resources"] if n.startswith("Reconcile")]
+    assert len(ours) == 6
+    assert all(built["Resources"][n]["Condition"] == template.HAS_RECONCILE for n in ours)
+    stack = replace(TARGET, reconcile_prefix=template.RECONCILE_PREFIX)
+    role = properties(built, "ReconcileRole")
+    [document] = role["Policies"]
+    assert models.normalise_policy(document["PolicyDocument"]) == models.normalise_policy(
+        models.reconcile_role_policy(stack)
+    )
+    function = properties(built, "ReconcileFunction")
+    assert function["Handler"] == "livekart_users.scheduled.handler"
+    assert function["ReservedConcurrentExecutions"] == 1
+    variables = function["Environment"]["Variables"]
+    assert variables["RECONCILE_EVERY_SECONDS"] == "86400"
+    assert variables["RECONCILE_ERASE_ORPHANS"] == ""
+    rule = properties(built, "ReconcileRule")
+    assert rule["ScheduleExpression"] == "rate(15 minutes)"
+    assert rule["Targets"][0]["Arn"] == "<ReconcileFunction.Arn>"
+    permission = properties(built, "ReconcileInvokePermission")
+    assert (permission["Principal"], permission["SourceArn"]) == (
+        "events.amazonaws.com",
+        "<ReconcileRule.Arn>",
+    )

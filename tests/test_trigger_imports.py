@@ -39,3 +39,14 @@ def test_importing_the_change_handler_loads_nothing_it_does_not_use() -> None:
     assert unwanted == []
     assert "livekart_users.erasure" in loaded
     assert "livekart_users.triggers" not in loaded  # the sign-up trigger is another function
+
+
+def test_the_scheduled_reconcile_loads_nothing_of_the_cli_deploy_or_local_stack() -> None:
+    loaded = modules_loaded_by("livekart_users.scheduled")
+    unwanted = [
+        m
+        for m in loaded
+        if m.startswith(NOT_ON_THE_TRIGGER_PATH) and m != "livekart_users.reconcile"
+    ]
+    assert unwanted == []
+    assert "livekart_users.checkpoint" in loaded

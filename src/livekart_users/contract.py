@@ -16,6 +16,7 @@ FUNCTION_DIMENSION = "function_name"
 
 TRIGGER_HANDLER = "livekart_users.triggers.handler"
 CHANGE_HANDLER = "livekart_users.changes.handler"
+RECONCILE_HANDLER = "livekart_users.scheduled.handler"
 
 # The trigger's writes that certainly did not land, and those whose answer never came.
 WRITE_FAILED_METRIC = "UserWriteFailed"

@@ -1200,6 +1200,52 @@ def change_events_rule(ctx: Context) -> Verdict:
     return passed(f"rule {names.rule} sends this pool's user changes to {names.function}")
 
 
+@check(
+    "reconcile.last-run",
+    local="the scheduled reconcile runs in AWS only (deploy --reconcile-every)",
+)
+def scheduled_reconcile(ctx: Context) -> Verdict:
+    """The scheduled reconcile, where deployed: when its last complete run ended."""
+    names = models.ReconcileNames(ctx.target)
+    config = ctx.function_at(names.function)
+    if config is None:
+        return skipped(
+            f"no scheduled reconcile for this pool ({ctx.deploy} --reconcile-every 1d adds one)"
+        )
+    variables = (config.get("Environment") or {}).get("Variables") or {}
+    every = int(variables.get("RECONCILE_EVERY_SECONDS") or 24 * 3600)
+    run_key = f"{ctx.target.user_pool_id}#{ctx.target.table}#apply#finished"
+    answer = aws.unless_missing(
+        lambda: ctx.clients.dynamodb.get_item(
+            TableName=names.state_table,
+            Key={"run": {"S": run_key}, "part": {"N": "0"}},
+            ConsistentRead=True,
+        )
+    )
+    at = ((answer or {}).get("Item") or {}).get("at", {}).get("S")
+    logs = f"livekart-users logs --function-name {names.function} (log group {names.log_group})"
+    if not at:
+        return warned(
+            f"the scheduled reconcile {names.function} has not completed a run yet",
+            f"a run of a large pool takes hours, in 15-minute invocations; if it stays so, "
+            f"see {logs}",
+        )
+    ended = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+    ago = ctx.now() - ended.timestamp()
+    hours = ago / 3600
+    # A run starts a period after the last one ended and may take a few hours itself.
+    if ago > 2 * every + 6 * 3600:
+        return warned(
+            f"the scheduled reconcile {names.function} last completed {hours:.1f} h ago; "
+            f"it should every {every / 3600:g} h",
+            f"see {logs}",
+        )
+    return passed(
+        f"the scheduled reconcile {names.function} last completed {hours:.1f} h ago "
+        f"(a run every {every / 3600:g} h)"
+    )
+
+
 @check("probe")
 def probe_invocation(ctx: Context) -> Verdict:
     """Invoke the function with a synthetic sign-up, read the row back, then remove it."""

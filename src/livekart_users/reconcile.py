@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from array import array
@@ -308,9 +309,15 @@ _NO_EMAIL = 0
 COMPARED_FIELDS = (*schema.IDENTITY_FIELDS, schema.COGNITO_ENABLED)
 
 
-def _digest(value: Any, size: int = 8) -> bytes:
-    text = json.dumps(value, default=repr, separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+def _encoded(value: Any) -> bytes:
+    """A value's bytes for a digest: its repr for the types identity holds (the common case,
+    ≈ 10x cheaper than JSON, which serves the rest); never the same bytes for two values."""
+    if value is None or isinstance(value, str | bool):
+        return repr(value).encode("utf-8", "surrogatepass")
+    if isinstance(value, list):
+        return b"[" + b",".join(_encoded(v) for v in value) + b"]"
+    text = json.dumps(value, default=repr, separators=(",", ":"), sort_keys=True)
+    return b"j" + text.encode("utf-8", "surrogatepass")
 
 
 def _compared_of_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -325,7 +332,11 @@ def _compared_of_user(identity: Mapping[str, Any], enabled: bool) -> dict[str, A
 
 
 def _identity_digest(compared: Mapping[str, Any]) -> bytes:
-    return _digest([[f, compared[f]] for f in COMPARED_FIELDS if f in compared])
+    # Field names and reprs joined by a byte no repr leaves unescaped: one digest a row.
+    text = b"\x1f".join(
+        f.encode() + b"=" + _encoded(compared[f]) for f in COMPARED_FIELDS if f in compared
+    )
+    return hashlib.blake2b(text, digest_size=8).digest()
 
 
 def _email_digest(identity: Mapping[str, Any]) -> int:
@@ -333,7 +344,8 @@ def _email_digest(identity: Mapping[str, Any]) -> int:
     email = identity.get("email")
     if not isinstance(email, str) or not email:
         return _NO_EMAIL
-    return int.from_bytes(_digest(email), "big") or 1
+    digest = hashlib.blake2b(email.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
 
 
 # Per compared field, enough to name which fields differ in the report: with one byte, one
@@ -343,7 +355,11 @@ HINT_BYTES = 2
 
 def _hints(compared: Mapping[str, Any]) -> bytes:
     return b"".join(
-        _digest([f, f in compared, compared.get(f)], HINT_BYTES) for f in COMPARED_FIELDS
+        hashlib.blake2b(
+            f.encode() + (b"=" + _encoded(compared[f]) if f in compared else b"!"),
+            digest_size=HINT_BYTES,
+        ).digest()
+        for f in COMPARED_FIELDS
     )
 
 
@@ -360,16 +376,19 @@ def _differing(hints: bytes, compared: Mapping[str, Any]) -> list[str]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
 def _packed_timestamp(value: Any) -> int | None:
-    """`updatedAt` as milliseconds since 1970 when that gives back exactly the same text."""
-    if not isinstance(value, str) or len(value) != 24 or not value.endswith("Z"):
+    """`updatedAt` as milliseconds since 1970 when it is in the canonical form (which
+    `_timestamp_text` gives back exactly); None for anything else."""
+    if not isinstance(value, str) or not _CANONICAL_TIME.fullmatch(value):
         return None
     try:
         moment = datetime.fromisoformat(value[:-1] + "+00:00")
     except ValueError:
         return None
-    millis = (moment - _EPOCH) // timedelta(milliseconds=1)
-    return millis if _timestamp_text(millis) == value else None
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _timestamp_text(millis: int) -> str:

@@ -75,6 +75,27 @@ def _target(
     )
 
 
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _period(value: str | None) -> int | None:
+    """`--reconcile-every`: a number and a unit (m, h, d), at least an hour, in seconds."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    unit = _UNITS.get(text[-1:]) if text else None
+    try:
+        seconds = int(float(text[:-1]) * unit) if unit else int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 3600:
+        raise click.BadParameter(
+            f"{value!r} is not a period of at least an hour: give e.g. 6h or 1d "
+            "(a run of a large pool takes hours; the schedule goes on with it every 15 minutes)"
+        )
+    return seconds
+
+
 def _clients(region: str | None, user_pool_id: str) -> Clients:
     return Clients.create(aws.resolve_region(region, user_pool_id))
 
@@ -114,6 +135,21 @@ def _clients(region: str | None, user_pool_id: str) -> Clients:
     metavar="DAYS",
     help="Days the table's point-in-time recovery keeps (1-35; DynamoDB's default is 35): "
     "an erased user's data stays restorable that long. Default: leave the table's as it is.",
+)
+@click.option(
+    "--reconcile-every",
+    "reconcile_every_seconds",
+    default=None,
+    metavar="PERIOD",
+    callback=lambda _ctx, _param, value: _period(value),
+    help="Also deploy the scheduled reconcile: a complete run of the pool every PERIOD "
+    "(e.g. 6h, 1d; at least 1h), in invocations under Lambda's 15 minutes.",
+)
+@click.option(
+    "--reconcile-erase-orphans",
+    is_flag=True,
+    help="With --reconcile-every: the scheduled reconcile applies the erasure policy to rows "
+    "whose user AdminGetUser confirms gone (without it, it only reports them).",
 )
 @click.option("--force", is_flag=True, help="Replace trigger slots that hold another function.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")

@@ -40,7 +40,15 @@ def plan_destroy(
     # about to be deleted.
     detached = bool(plan.steps) and any(c.operation == "detach" for c in plan.steps[0].calls)
     at = 1 if detached else 0
-    plan.steps[at:at] = _change_handler_steps(target, clients, delete_logs=delete_logs)
+    plan.steps[at:at] = [
+        *_change_handler_steps(target, clients, delete_logs=delete_logs),
+        # The scheduled reconcile likewise (named after the pool), and its checkpoint table,
+        # which holds no user data.
+        *_change_handler_steps(
+            target, clients, delete_logs=delete_logs, names=models.ReconcileNames(target)
+        ),
+        *_state_table_removal(clients, models.ReconcileNames(target).state_table),
+    ]
     return plan
 
 
@@ -219,10 +227,15 @@ def _kept_data(
 
 
 def _change_handler_steps(
-    target: Target, clients: Clients, *, delete_logs: bool = False
+    target: Target,
+    clients: Clients,
+    *,
+    delete_logs: bool = False,
+    names: models.ChangeNames | None = None,
 ) -> list[Step]:
-    """Remove the change handler's resources that are ours; the log group only if asked."""
-    names = models.ChangeNames(target)
+    """Remove the change handler's resources that are ours (or those of another function
+    named like it: the scheduled reconcile's); the log group only if asked."""
+    names = names or models.ChangeNames(target)
     steps: list[Step] = []
     rule = aws.unless_missing(lambda: clients.events.describe_rule(Name=names.rule))
     if rule is not None and _rule_is_ours(clients, rule):
@@ -252,6 +265,15 @@ def _change_handler_steps(
                 )
             )
     return steps + log_group_removal(clients, names.log_group, delete_logs)
+
+
+def _state_table_removal(clients: Clients, name: str) -> list[Step]:
+    """The scheduled reconcile's checkpoint table, if ours (checkpoints only, no user data)."""
+    table = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=name))
+    if table is None or not removable(tag_map(table_tags(clients, table["Table"]))):
+        return []
+    delete = Call("dynamodb", "delete_table", {"TableName": name})
+    return [Step(f"table {name}", DELETE, "ours: the scheduled reconcile's checkpoints", (delete,))]
 
 
 def _rule_is_ours(clients: Clients, rule: Mapping[str, Any]) -> bool:

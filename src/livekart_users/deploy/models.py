@@ -129,6 +129,12 @@ class Target:
     # The change handler's names start with this and carry the pool id (`ChangeNames`); the
     # CloudFormation template has a prefix of its own, so a stack never collides with deploy.
     change_prefix: str = "livekart-users-changes"
+    # The scheduled reconcile (`deploy --reconcile-every`): how often a complete run starts,
+    # in seconds (None: not deployed by this run), and whether it erases confirmed orphans
+    # by `erasure_policy` (never unless asked).
+    reconcile_every_seconds: int | None = None
+    reconcile_erase_orphans: bool = False
+    reconcile_prefix: str = "livekart-users-reconcile"
 
     @property
     def partition(self) -> str:
@@ -636,3 +642,165 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, list):
         return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
     return value
+
+
+# --- the scheduled reconcile (livekart_users.scheduled) -----------------------------------
+
+RECONCILE_HANDLER = contract.RECONCILE_HANDLER
+# Lambda's most: each invocation stops itself 2 minutes before (scheduled.STOP_MARGIN_MS).
+RECONCILE_TIMEOUT_SECONDS = 900
+# The index of a 10 M-row table takes ≈ 0.75 GB (bench/reconcile_memory.py); CPU scales with
+# memory (1,769 MB = one vCPU), and the digests of every row are CPU-bound.
+RECONCILE_MEMORY_MB = 2048
+# How often the function is invoked: it goes on with a run in progress, or starts one once
+# the period has passed since the last complete run. A rule, not EventBridge Scheduler: a
+# rule needs no role of its own to invoke the function (a resource policy on the function
+# names the rule), and deploy already manages rules.
+RECONCILE_SCHEDULE = "rate(15 minutes)"
+RECONCILE_RATE = 10.0  # ListUsers requests/s: half the CLI's default, the quota is shared
+RECONCILE_POLICY_NAME = "livekart-users-reconcile"
+RECONCILE_PERMISSION_ID = "livekart-users-schedule-invoke"
+RECONCILE_TARGET_ID = "livekart-users-reconcile"
+
+
+@dataclass(frozen=True)
+class ReconcileNames(ChangeNames):
+    """The scheduled reconcile's resources for one target, named after its pool; its
+    checkpoint table (`state_table`) has the function's name."""
+
+    @property
+    def stem(self) -> str:
+        pool = self.target.user_pool_id
+        if len(pool) > 32:
+            pool = hashlib.blake2b(pool.encode(), digest_size=8).hexdigest()
+        return f"{self.target.reconcile_prefix}-{pool}"
+
+    @property
+    def state_table(self) -> str:
+        return self.stem
+
+    @property
+    def state_table_arn(self) -> str:
+        return self._arn("dynamodb", f"table/{self.state_table}")
+
+
+def reconcile_role_policy(target: Target) -> dict[str, Any]:
+    """What the scheduled reconcile does: read this pool, scan and heal this table, keep its
+    checkpoint in its own table, write its own logs. Deleting or erasing rows only when
+    configured to (and then only the erasure policy's own calls: no DeleteItem ever)."""
+    names = ReconcileNames(target)
+    table_actions = ["dynamodb:Scan", "dynamodb:DescribeTable", "dynamodb:PutItem"]
+    table_actions += ["dynamodb:UpdateItem"]
+    if target.reconcile_erase_orphans:
+        # Erasure reads the row, then anonymizes or marks it (UpdateItem) or, for the `delete`
+        # policy, writes a tombstone (PutItem): no policy deletes an item (docs/permissions.md).
+        table_actions += ["dynamodb:GetItem"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadPoolUsers",
+                "Effect": "Allow",
+                "Action": [
+                    "cognito-idp:DescribeUserPool",
+                    "cognito-idp:ListUsers",
+                    *(["cognito-idp:AdminGetUser"] if target.reconcile_erase_orphans else []),
+                ],
+                "Resource": target.pool_arn,
+            },
+            {
+                "Sid": "HealUserRecords",
+                "Effect": "Allow",
+                "Action": table_actions,
+                "Resource": target.table_arn,
+            },
+            {
+                "Sid": "OwnCheckpoint",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:Query",
+                    "dynamodb:DeleteItem",
+                ],
+                "Resource": names.state_table_arn,
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{names.log_group_arn}:log-stream:*",
+            },
+        ],
+    }
+
+
+def reconcile_function_settings(target: Target) -> dict[str, Any]:
+    names = ReconcileNames(target)
+    variables = {
+        "USERS_TABLE": target.table,
+        "USER_POOL_ID": target.user_pool_id,
+        "RECONCILE_STATE_TABLE": names.state_table,
+        "RECONCILE_EVERY_SECONDS": str(target.reconcile_every_seconds or 24 * 3600),
+        "RECONCILE_RATE": f"{RECONCILE_RATE:g}",
+        "RECONCILE_ERASE_ORPHANS": (
+            str(erasure.parse_policy(target.erasure_policy))
+            if target.reconcile_erase_orphans
+            else ""
+        ),
+        "POWERTOOLS_SERVICE_NAME": SERVICE,
+    }
+    if target.extra_fields:
+        variables["USERS_EXTRA_FIELDS"] = target.extra_fields
+    return {
+        "Runtime": RUNTIME,
+        "Handler": RECONCILE_HANDLER,
+        "Role": names.role_arn,
+        "Timeout": RECONCILE_TIMEOUT_SECONDS,
+        "MemorySize": RECONCILE_MEMORY_MB,
+        "Architectures": [target.architecture],
+        "Environment": {"Variables": variables},
+    }
+
+
+def reconcile_role(target: Target) -> RoleModel:
+    return RoleModel(
+        name=ReconcileNames(target).role,
+        policy_name=RECONCILE_POLICY_NAME,
+        policy=reconcile_role_policy(target),
+        description="livekart-users scheduled reconcile",
+        summary="lists this pool, scans and heals this table, its own checkpoint table and logs",
+    )
+
+
+def reconcile_function(target: Target) -> FunctionModel:
+    names = ReconcileNames(target)
+    every = target.reconcile_every_seconds or 24 * 3600
+    erase = (
+        f"erases confirmed orphans ({erasure.parse_policy(target.erasure_policy)})"
+        if target.reconcile_erase_orphans
+        else "never erases"
+    )
+    return FunctionModel(
+        name=names.function,
+        arn=names.function_arn,
+        settings=reconcile_function_settings(target),
+        description="livekart-users: scheduled reconcile of the pool into the table",
+        summary=f"{RECONCILE_HANDLER}, a run every {every} s, {erase}",
+        log_group=names.log_group,
+    )
+
+
+def reconcile_rule_target(target: Target) -> dict[str, Any]:
+    return {"Id": RECONCILE_TARGET_ID, "Arn": ReconcileNames(target).function_arn}
+
+
+def reconcile_invoke_permission(target: Target) -> dict[str, Any]:
+    names = ReconcileNames(target)
+    return {
+        "StatementId": RECONCILE_PERMISSION_ID,
+        "Action": "lambda:InvokeFunction",
+        "Principal": "events.amazonaws.com",
+        "SourceArn": names.rule_arn,
+        "SourceAccount": target.account,
+    }

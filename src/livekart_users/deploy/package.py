@@ -56,17 +56,21 @@ from livekart_users.deploy.models import DEFAULT_ARCHITECTURE
 from livekart_users.exceptions import LivekartUsersError
 
 ARCHITECTURES = ("arm64", "x86_64")
-# What `livekart_users.triggers` and `livekart_users.changes` (the change handler, in the same
-# zip) import, and nothing else: deploy, local and the CLI stay out
-# (tests/test_trigger_imports.py guards the import side, tests/test_package.py the zip).
+# What `livekart_users.triggers`, `livekart_users.changes` (the change handler) and
+# `livekart_users.scheduled` (the scheduled reconcile), all in the same zip, import, and
+# nothing else: deploy, local and the CLI stay out (tests/test_trigger_imports.py guards the
+# import side, tests/test_package.py the zip). The trigger itself never imports reconcile.
 TRIGGER_MODULES = (
     "__init__",
     "aws",
     "changes",
+    "checkpoint",
     "contract",
     "erasure",
     "exceptions",
     "pool_users",
+    "reconcile",
+    "scheduled",
     "schema",
     "table",
     "triggers",

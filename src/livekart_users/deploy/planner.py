@@ -90,6 +90,8 @@ def plan_deploy(target: Target, clients: Clients, *, code: bytes, force: bool = 
     # The change handler last: sign-ups are served once the pool is attached, and a failure
     # here (a role still propagating past the executor's patience) leaves them served.
     steps += _change_handler_steps(target, clients, code)
+    if target.reconcile_every_seconds:
+        steps += _reconcile_steps(target, clients, code)
     trail_step, notices = _trail(target, clients)
     steps.append(trail_step)
     notices += _shared_table(target, clients)
@@ -901,6 +903,119 @@ def _change_handler_steps(target: Target, clients: Clients, code: bytes) -> list
         *_permission_steps(target, clients),
         *_plan_alarm(models.change_alarm(target), clients),
     ]
+
+
+def _reconcile_steps(target: Target, clients: Clients, code: bytes) -> list[Step]:
+    """The scheduled reconcile (`livekart_users.scheduled`): its checkpoint table, log group,
+    role and function (the same planners as the others'), reserved concurrency 1 (two
+    invocations never work on one run), the schedule's rule and its permission to invoke."""
+    from livekart_users.checkpoint import state_table_spec
+
+    names = models.ReconcileNames(target)
+    fn = models.reconcile_function(target)
+    latest = aws.unless_missing(lambda: clients.lambda_.get_function(FunctionName=fn.name))
+    function = _plan_function(fn, latest, code, code_sha256_b64(code)) or [
+        Step(f"function {fn.name}", NO_CHANGE, "code and configuration as they should be")
+    ]
+    steps: list[Step] = []
+    table = aws.unless_missing(lambda: clients.dynamodb.describe_table(TableName=names.state_table))
+    if table is None:
+        spec = {**state_table_spec(names.state_table), "Tags": tag_list()}
+        wait = Call("dynamodb", "wait_table", {"TableName": names.state_table})
+        steps.append(
+            Step(
+                f"table {names.state_table}",
+                CREATE,
+                "the scheduled reconcile's checkpoints (no user data)",
+                (Call("dynamodb", "create_table", spec), wait),
+            )
+        )
+    else:
+        steps.append(Step(f"table {names.state_table}", NO_CHANGE, "its checkpoints"))
+    steps += log_group_steps(clients, fn.log_group, target.log_retention_days)
+    steps += _plan_role(models.reconcile_role(target), target, clients)
+    steps += function
+    concurrency = {} if latest is None else _concurrency(clients, fn.name)
+    if concurrency.get("ReservedConcurrentExecutions") != 1:
+        put = {"FunctionName": fn.name, "ReservedConcurrentExecutions": 1}
+        steps.append(
+            Step(
+                f"function {fn.name}",
+                UPDATE,
+                "reserved concurrency 1: one invocation at a time works on a run",
+                (Call("lambda_", "put_function_concurrency", put),),
+            )
+        )
+    steps += _schedule_steps(target, clients)
+    steps += _schedule_permission_steps(target, clients)
+    return steps
+
+
+def _concurrency(clients: Clients, function: str) -> dict[str, Any]:
+    return dict(clients.lambda_.get_function_concurrency(FunctionName=function))
+
+
+def _schedule_steps(target: Target, clients: Clients) -> list[Step]:
+    names = models.ReconcileNames(target)
+    name = f"EventBridge rule {names.rule}"
+    every = target.reconcile_every_seconds
+    put_rule = Call(
+        "events",
+        "put_rule",
+        {
+            "Name": names.rule,
+            "ScheduleExpression": models.RECONCILE_SCHEDULE,
+            "State": "ENABLED",
+            "Description": f"livekart-users: reconcile {target.user_pool_id} every {every} s",
+            "Tags": tag_list(),
+        },
+    )
+    wanted = models.reconcile_rule_target(target)
+    put_targets = Call("events", "put_targets", {"Rule": names.rule, "Targets": [wanted]})
+    found = aws.unless_missing(lambda: clients.events.describe_rule(Name=names.rule))
+    if found is None:
+        return [
+            Step(
+                name,
+                CREATE,
+                f"{models.RECONCILE_SCHEDULE} → {names.function} (a run every {every} s)",
+                (put_rule, put_targets),
+            )
+        ]
+    steps: list[Step] = []
+    if (
+        found.get("ScheduleExpression") != models.RECONCILE_SCHEDULE
+        or found.get("State") != "ENABLED"
+    ):
+        steps.append(Step(name, UPDATE, f"{models.RECONCILE_SCHEDULE}; enabled", (put_rule,)))
+    targets = clients.events.list_targets_by_rule(Rule=names.rule).get("Targets", [])
+    if [_comparable(t) for t in targets] != [_comparable(wanted)]:
+        steps.append(Step(name, UPDATE, f"target → {names.function}", (put_targets,)))
+    return steps or [Step(name, NO_CHANGE, f"{models.RECONCILE_SCHEDULE} → {names.function}")]
+
+
+def _schedule_permission_steps(target: Target, clients: Clients) -> list[Step]:
+    names = models.ReconcileNames(target)
+    name = f"invoke permission {models.RECONCILE_PERMISSION_ID}"
+    add = Call(
+        "lambda_",
+        "add_permission",
+        {"FunctionName": names.function, **models.reconcile_invoke_permission(target)},
+    )
+    answer = aws.unless_missing(lambda: clients.lambda_.get_policy(FunctionName=names.function))
+    statements = json.loads(answer["Policy"]).get("Statement", []) if answer else []
+    ours = next((s for s in statements if s.get("Sid") == models.RECONCILE_PERMISSION_ID), None)
+    if ours is None:
+        return [Step(name, CREATE, f"events.amazonaws.com from {names.rule_arn} only", (add,))]
+    condition = (ours.get("Condition") or {}).get("ArnLike") or {}
+    if condition.get("AWS:SourceArn") != names.rule_arn:
+        remove = Call(
+            "lambda_",
+            "remove_permission",
+            {"FunctionName": names.function, "StatementId": models.RECONCILE_PERMISSION_ID},
+        )
+        return [Step(name, UPDATE, f"source → {names.rule_arn}", (remove, add))]
+    return [Step(name, NO_CHANGE, "EventBridge from this schedule only")]
 
 
 def queue_url(clients: Clients, name: str) -> str | None:

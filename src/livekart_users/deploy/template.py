@@ -32,8 +32,11 @@ DEFAULT_FUNCTION = "livekart-users-stack-trigger"
 DEFAULT_ROLE = "livekart-users-stack-trigger-role"
 # Likewise the stack's change handler: deploy names its own `livekart-users-changes-<pool>`.
 CHANGE_PREFIX = "livekart-users-stack-changes"
+# And its scheduled reconcile: deploy names its own `livekart-users-reconcile-<pool>`.
+RECONCILE_PREFIX = "livekart-users-stack-reconcile"
 CREATE_TABLE = "ShouldCreateTable"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
+HAS_RECONCILE = "HasScheduledReconcile"
 _PLACEHOLDERS = models.Target(
     user_pool_id="${UserPoolId}",
     region="${AWS::Region}",
@@ -45,6 +48,7 @@ _PLACEHOLDERS = models.Target(
     alarm_topic_arn="${AlarmTopicArn}",
     erasure_policy="anonymize",  # a parameter of the stack; no policy changes the role
     change_prefix=CHANGE_PREFIX,
+    reconcile_prefix=RECONCILE_PREFIX,
 )
 _WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 _NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -104,6 +108,7 @@ def build() -> dict[str, Any]:
         "Conditions": {
             CREATE_TABLE: {"Fn::Equals": [{"Ref": "CreateTable"}, "yes"]},
             HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
+            HAS_RECONCILE: {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReconcileEverySeconds"}, "0"]}]},
         },
         "Resources": {
             "UsersTable": {
@@ -158,6 +163,7 @@ def build() -> dict[str, Any]:
                 "Properties": {**alarm, "Tags": tags},
             },
             **_change_handler(target, tags),
+            **_scheduled_reconcile(target, tags),
         },
         "Outputs": {
             "AttachCommand": {
@@ -280,6 +286,109 @@ def render() -> str:
     return json.dumps(build(), indent=2) + "\n"
 
 
+def _scheduled_reconcile(target: models.Target, tags: list[Any]) -> dict[str, Any]:
+    """The scheduled reconcile (models.reconcile_*), when ReconcileEverySeconds is not 0.
+
+    From the stack it never erases a row (deploy's --reconcile-erase-orphans has no
+    counterpart here): its role has no AdminGetUser, GetItem or DeleteItem on the table.
+    """
+    names = models.ReconcileNames(target)
+    settings = _cfn(models.reconcile_function_settings(target))
+    variables = settings["Environment"]["Variables"]
+    variables["RECONCILE_EVERY_SECONDS"] = {"Ref": "ReconcileEverySeconds"}
+    variables["RECONCILE_STATE_TABLE"] = {"Ref": "ReconcileStateTable"}
+    variables["USERS_TABLE"] = {
+        "Fn::If": [CREATE_TABLE, {"Ref": "UsersTable"}, {"Ref": "TableName"}]
+    }
+    settings["Role"] = {"Fn::GetAtt": ["ReconcileRole", "Arn"]}
+    settings["Architectures"] = [{"Ref": "Architecture"}]
+    rule_target = _cfn(models.reconcile_rule_target(target))
+    rule_target["Arn"] = {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    permission = _cfn(models.reconcile_invoke_permission(target))
+    del permission["StatementId"]
+    permission["FunctionName"] = {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    permission["SourceArn"] = {"Fn::GetAtt": ["ReconcileRule", "Arn"]}
+    state_table = {
+        "TableName": _cfn(names.state_table),
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "run", "AttributeType": "S"},
+            {"AttributeName": "part", "AttributeType": "N"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "run", "KeyType": "HASH"},
+            {"AttributeName": "part", "KeyType": "RANGE"},
+        ],
+        "Tags": tags,
+    }
+    when = {"Condition": HAS_RECONCILE}
+    return {
+        "ReconcileStateTable": {
+            "Type": "AWS::DynamoDB::Table",
+            **when,
+            # Checkpoints only, no user data: they go with the stack.
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": state_table,
+        },
+        "ReconcileLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            **when,
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "LogGroupName": _cfn(names.log_group),
+                "RetentionInDays": {"Ref": "LogRetentionDays"},
+                "Tags": tags,
+            },
+        },
+        "ReconcileRole": {
+            "Type": "AWS::IAM::Role",
+            **when,
+            "Properties": {
+                "RoleName": _cfn(names.role),
+                "AssumeRolePolicyDocument": models.trust_policy(),
+                "Policies": [
+                    {
+                        "PolicyName": models.RECONCILE_POLICY_NAME,
+                        "PolicyDocument": _cfn(models.reconcile_role_policy(target)),
+                    }
+                ],
+                "Tags": tags,
+            },
+        },
+        "ReconcileFunction": {
+            "Type": "AWS::Lambda::Function",
+            **when,
+            "DependsOn": ["ReconcileLogGroup"],
+            "Properties": {
+                **settings,
+                "FunctionName": _cfn(names.function),
+                "Description": "livekart-users: scheduled reconcile of the pool into the table",
+                "ReservedConcurrentExecutions": 1,
+                "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
+                "Tags": tags,
+            },
+        },
+        "ReconcileRule": {
+            "Type": "AWS::Events::Rule",
+            **when,
+            "Properties": {
+                "Name": _cfn(names.rule),
+                "Description": "livekart-users: scheduled reconcile of the pool",
+                "ScheduleExpression": models.RECONCILE_SCHEDULE,
+                "State": "ENABLED",
+                "Targets": [rule_target],
+            },
+        },
+        "ReconcileInvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            **when,
+            "Properties": permission,
+        },
+    }
+
+
 def _parameters() -> dict[str, Any]:
     return {
         "CodeBucket": {
@@ -331,6 +440,13 @@ def _parameters() -> dict[str, Any]:
             "Type": "String",
             "Description": "SNS topic the failed-writes alarm notifies (empty: none)",
             "Default": "",
+        },
+        "ReconcileEverySeconds": {
+            "Type": "Number",
+            "Description": "A complete scheduled reconcile run every this many seconds (0: no "
+            "scheduled reconcile; at least 3600 otherwise)",
+            "Default": 0,
+            "MinValue": 0,
         },
         "ErasurePolicy": {
             "Type": "String",
