@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -61,19 +62,23 @@ def test_a_bare_pid_from_an_older_state_is_never_trusted() -> None:
     assert not processes.is_running(None)
 
 
+def start_tree(tmp_path: Path) -> tuple[processes.Started, Callable[[], psutil.Process]]:
+    """TREE started, and how to find its child once it has said its pid."""
+    log = tmp_path / "tree.log"
+    tree = processes.start("tree", [sys.executable, "-c", TREE], cwd=tmp_path, log=log)
+
+    def child() -> psutil.Process:
+        processes.wait_until("tree", lambda: bool(log.read_text().strip()), process=tree, log=log)
+        return psutil.Process(int(log.read_text().split()[0]))
+
+    return tree, child
+
+
 def test_stop_ends_the_whole_tree_and_nothing_else(tmp_path: Path) -> None:
-    tree = processes.start(
-        "tree", [sys.executable, "-c", TREE], cwd=tmp_path, log=tmp_path / "tree.log"
-    )
+    tree, find_child = start_tree(tmp_path)
     bystander = sleeper(tmp_path, "bystander")
     try:
-        processes.wait_until(
-            "tree",
-            lambda: bool((tmp_path / "tree.log").read_text().strip()),
-            process=tree,
-            log=tmp_path / "tree.log",
-        )
-        child = psutil.Process(int((tmp_path / "tree.log").read_text().split()[0]))
+        child = find_child()
         assert child.is_running()
         assert processes.stop(tree)
         assert not processes.is_running(tree)
@@ -89,17 +94,9 @@ def test_stop_ends_the_whole_tree_and_nothing_else(tmp_path: Path) -> None:
 def test_stop_returns_once_the_process_has_exited_though_no_one_reaps_it(tmp_path: Path) -> None:
     # A stack started by an earlier `up` is not our child: once it exits it stays a zombie
     # until its parent reaps it. Here the parent never does, while it lives.
-    tree = processes.start(
-        "tree", [sys.executable, "-c", TREE], cwd=tmp_path, log=tmp_path / "tree.log"
-    )
+    tree, find_child = start_tree(tmp_path)
     try:
-        processes.wait_until(
-            "tree",
-            lambda: bool((tmp_path / "tree.log").read_text().strip()),
-            process=tree,
-            log=tmp_path / "tree.log",
-        )
-        child = psutil.Process(int((tmp_path / "tree.log").read_text().split()[0]))
+        child = find_child()
         started = processes.Started(child.pid, child.create_time(), tuple(child.cmdline()))
         began = time.monotonic()
 
