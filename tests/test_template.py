@@ -30,6 +30,7 @@ SAMPLE = {
     "CreateTable": "no",
     "ErasurePolicy": "anonymize",
     "ReconcileEverySeconds": "86400",
+    "RecoveryPeriodDays": "7",
 }
 TARGET = models.Target(
     user_pool_id="eu-west-1_AbC123",
@@ -119,7 +120,12 @@ def test_the_table_is_retained_and_created_only_when_asked(built: dict[str, Any]
     assert is_true(condition, {**SAMPLE, "CreateTable": "yes"})
     assert not is_true(condition, SAMPLE)
     props = properties(built, "UsersTable")
-    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # How long erased users' data stays restorable: a parameter (DynamoDB's default, 35).
+    assert props["PointInTimeRecoverySpecification"] == {
+        "PointInTimeRecoveryEnabled": True,
+        "RecoveryPeriodInDays": "7",
+    }
+    assert built["Parameters"]["RecoveryPeriodDays"]["Default"] == 35
     assert props["DeletionProtectionEnabled"] is True
     spec = models.table_spec(TARGET)
     assert {k: v for k, v in props.items() if k in spec and k != "Tags"} == {

@@ -120,7 +120,10 @@ def build() -> dict[str, Any]:
                 "Properties": {
                     **_cfn(models.table_spec(target)),
                     "Tags": tags,
-                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    "PointInTimeRecoverySpecification": {
+                        "PointInTimeRecoveryEnabled": True,
+                        "RecoveryPeriodInDays": {"Ref": "RecoveryPeriodDays"},
+                    },
                 },
             },
             "LogGroup": {
@@ -454,6 +457,14 @@ def _parameters() -> dict[str, Any]:
             "(personal fields removed, app data kept), delete, or keep",
             "Default": "anonymize",
             "AllowedValues": ["anonymize", "delete", "keep"],
+        },
+        "RecoveryPeriodDays": {
+            "Type": "Number",
+            "Description": "Days point-in-time recovery keeps (a new table's only): an erased "
+            "user's data stays restorable that long",
+            "Default": 35,
+            "MinValue": 1,
+            "MaxValue": 35,
         },
     }
 
