@@ -301,6 +301,10 @@ def local_demo(directory: Path | None, start: bool) -> None:
             ),
             ("", "livekart-users users list"),
             (
+                "Or see each user beside their row, and the invocations live, in the browser:",
+                f"livekart-users local console{dir_flag}",
+            ),
+            (
                 "Stop the stack (add --wipe to delete its data):",
                 f"livekart-users local down{dir_flag}",
             ),
