@@ -190,3 +190,16 @@ def test_every_command_takes_debug() -> None:
             command = subcommand(command, name)
         if not isinstance(command, click.Group):
             assert any("--debug" in p.opts for p in command.params), " ".join(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["users", "list", "--limit", "1" + "0" * 20], "--limit"),
+        (["logs", "--function-name", "f", "--limit", "1" + "0" * 20], "--limit"),
+        (["logs", "--function-name", "f", "--follow", "--interval", "inf"], "--interval"),
+    ],
+)
+def test_absurd_numbers_are_one_line(args: list[str], option: str) -> None:
+    line = assert_one_line(run(*args), 2)
+    assert line.startswith(f"Error: Invalid value for '{option}'")

@@ -3,6 +3,7 @@ stack's record; `--follow` keeps printing new ones until Ctrl-C."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ KNOWN = ", ".join((*logs.KNOWN_OUTCOMES, logs.TIMEOUT, logs.FUNCTION_ERROR))
 @click.option("--user-id", metavar="SUB", help="Only this user's invocations (the Cognito sub).")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, sys.maxsize),
     default=logs.DEFAULT_LIMIT,
     show_default=True,
     help="Stop after this many invocations (oldest first); says so when more remain.",
@@ -54,7 +55,7 @@ KNOWN = ", ".join((*logs.KNOWN_OUTCOMES, logs.TIMEOUT, logs.FUNCTION_ERROR))
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new invocations until Ctrl-C.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=1.0),
+    type=click.FloatRange(1.0, 86_400.0),  # time.sleep refuses an infinite wait
     default=logs.POLL_SECONDS,
     show_default=True,
     help="With --follow: seconds between two reads of the log group (FilterLogEvents allows "

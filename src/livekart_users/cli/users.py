@@ -137,7 +137,12 @@ def users_find(
 @click.option(
     "--status", type=click.Choice(sorted(schema.STATUSES)), help="Only users of this status."
 )
-@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many users.")
+@click.option(
+    "--limit",
+    # islice takes at most sys.maxsize: a larger number is a usage error, not a traceback.
+    type=click.IntRange(1, sys.maxsize),
+    help="Stop after this many users.",
+)
 @table_options
 @json_option("Print the rows as JSON Lines.")
 @friendly_errors
