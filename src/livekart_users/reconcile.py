@@ -469,15 +469,27 @@ class TableIndex:
                 self.erased_examples.append(uid)
             return
         compared = _compared_of_row(row)
-        email = _email_digest(compared)
         flags = self._HAS_FLAG if schema.COGNITO_ENABLED in row else 0
         if owner is None:
             flags |= self._NO_POOL  # adopted if its user is found here; never erased on a guess
-        millis = _packed_timestamp(row.get("updatedAt"))
+        self.append(
+            uid,
+            _identity_digest(compared),
+            _email_digest(compared),
+            _hints(compared),
+            row.get("updatedAt"),
+            flags,
+        )
+
+    def append(
+        self, uid: str, identity: bytes, email: int, hints: bytes, updated_at: Any, flags: int
+    ) -> None:
+        """Store one row's record (its digests already made: `add` makes them)."""
+        millis = _packed_timestamp(updated_at)
         number = self._number
         if millis is None:
             flags |= self._ODD_TIME
-            self.odd_updated_at[number] = row.get("updatedAt")
+            self.odd_updated_at[number] = updated_at
         key = pack_key(uid)
         if key is None:
             self._odd_ids[uid] = number
@@ -487,9 +499,9 @@ class TableIndex:
             flags |= self._PACKED
         self._records += (
             key
-            + _identity_digest(compared)
+            + identity
             + email.to_bytes(8, "big")
-            + _hints(compared)
+            + hints
             + (millis or 0).to_bytes(8, "big", signed=True)
             + bytes((flags,))
         )
