@@ -308,3 +308,21 @@ def test_a_tombstone_reads_as_erased_by_the_delete_policy() -> None:
     assert render.erasure(tombstone) == (
         f"erased {ERASED_AT} (policy delete: only this tombstone is left)"
     )
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_tombstone_looks_erased_in_list_and_get(users_table: UsersTable, columns: int) -> None:
+    # The `delete` policy leaves only the key, the pool and when: every reader says "erased".
+    gone = add_user(users_table)
+    assert users_table.replace_with_tombstone(
+        gone["user_id"], user_pool_id="us-east-1_pMr6t5GFA", timestamp=ERASED_AT, adopt_legacy=True
+    )
+    env = {"COLUMNS": str(columns)}
+    listed = CliRunner().invoke(main, ["users", "list"], env=env)
+    got = CliRunner().invoke(main, ["users", "get", gone["user_id"]], env=env)
+    as_json = CliRunner().invoke(main, ["users", "get", gone["user_id"], "--json"])
+    assert listed.exit_code == got.exit_code == as_json.exit_code == 0, listed.output + got.output
+    assert any(gone["user_id"] in ln and "erased" in ln for ln in listed.output.splitlines())
+    assert "erased" in got.output and ERASED_AT in got.output
+    assert "policy delete" in got.output
+    assert set(json.loads(as_json.output)) == {"user_id", "userPoolId", "deletedAt", "updatedAt"}
