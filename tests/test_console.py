@@ -473,6 +473,10 @@ def test_activity_is_newest_first_and_shows_the_cold_start(
         for i in everything["invocations"]
         if i["function"] == "trigger" and i["seq"] != 1
     )
+    # The change handler's init is the same process's: its first invocation tells it too.
+    handler = [i["cold_start"] for i in everything["invocations"] if i["function"] != "trigger"]
+    if handler:
+        assert handler == [False] * (len(handler) - 1) + [True]
 
 
 def test_the_stack_answers_list_users_in_pages_as_cognito_does(stack_env: LocalStack) -> None:

@@ -161,7 +161,13 @@ class InvokeServer(ThreadingHTTPServer):
         self.capture = _OutcomeCapture()
         # Each function's init (Lambda's `Init Duration`), told once, by its first invocation:
         # the record then shows the cold start, as Lambda's REPORT line does.
-        self.cold: dict[str, float] = {function: init_ms} if init_ms is not None else {}
+        # The init (`warm_up`) builds both functions' clients, so each one's first invocation
+        # tells it.
+        self.cold: dict[str, float] = (
+            {name: init_ms for name in (function, changes_function) if name}
+            if init_ms is not None
+            else {}
+        )
         logging.getLogger(triggers.SERVICE).addHandler(self.capture)
         # A timed-out invocation keeps its worker (Lambda would kill the sandbox): keep spares.
         self.pool = ThreadPoolExecutor(max_workers=16)
@@ -223,16 +229,9 @@ class InvokeServer(ThreadingHTTPServer):
         return self.handler(as_cognito_would(event), context), threading.get_ident()
 
     def _run_changes(self, event: Any, context: FakeContext) -> tuple[Any, int]:
-        import sys
-
-        cold = "livekart_users.changes" not in sys.modules
-        started = time.monotonic()
         from livekart_users import changes
 
         self._configure_changes()
-        if cold and self.changes_function:
-            with _LOCK:
-                self.cold[self.changes_function] = (time.monotonic() - started) * 1000
         return changes.handler(event, context), threading.get_ident()  # type: ignore[arg-type]
 
     def _configure_changes(self) -> None:
