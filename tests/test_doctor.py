@@ -1029,7 +1029,7 @@ def test_fix_repairs_the_guides_setup_through_deploy(moto_clients: Clients, guid
         main, ["doctor", "--user-pool-id", guide.user_pool_id, "--fix"], env={"COLUMNS": "250"}
     )
     assert fixed.exit_code == 0, fixed.output
-    assert "--fix: 25 change(s), through deploy's plan" in fixed.output
+    assert "--fix: 26 change(s), through deploy's plan" in fixed.output
     lines = [" ".join(line.split()) for line in fixed.output.splitlines()]
     assert (
         "delete role livekart-cognito-trigger-role managed policy AWSLambdaBasicExecutionRole:"

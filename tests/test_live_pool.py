@@ -71,7 +71,7 @@ class Watch:
         if "StatementId" in params:
             self._label += f"({params['StatementId']})"
         elif model.name.startswith("Delete"):
-            for key in ("FunctionName", "RoleName", "logGroupName"):
+            for key in ("FunctionName", "RoleName", "logGroupName", "AlarmNames"):
                 if key in params:
                     self._label += f"({params[key]})"
                     break

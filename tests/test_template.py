@@ -260,6 +260,8 @@ def test_the_change_role_is_the_models_least_privilege_for_each_erasure_policy(
             )
     assert models.normalise_policy(document["PolicyDocument"]) == models.normalise_policy(wanted)
     assert role["RoleName"] == "livekart-users-stack-changes-eu-west-1_AbC123-role"
+    # The confused-deputy condition, as deploy gives it (one trust statement for both roles).
+    assert role["AssumeRolePolicyDocument"] == models.trust_policy(TARGET.account)
 
 
 def test_the_change_rule_matches_this_pool_and_only_the_rule_may_invoke(

@@ -249,7 +249,7 @@ def _change_handler(target: models.Target, tags: list[Any]) -> dict[str, Any]:
             "Type": "AWS::IAM::Role",
             "Properties": {
                 "RoleName": _cfn(names.role),
-                "AssumeRolePolicyDocument": models.trust_policy(),
+                "AssumeRolePolicyDocument": _cfn(models.trust_policy(target.account)),
                 "Policies": [{"PolicyName": models.CHANGE_POLICY_NAME, "PolicyDocument": policy}],
                 "Tags": tags,
             },
