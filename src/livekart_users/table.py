@@ -492,20 +492,15 @@ class UsersTable:
         # A late change event must never bring personal data back into an erased row.
         condition += f" AND {owned} AND attribute_not_exists(#deletedAt)"
         names = {**names, "#deletedAt": schema.DELETED_AT}
-        try:
-            self.client.update_item(
-                TableName=self.name,
-                Key=to_dynamo({"user_id": user_id}),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise self._translated(exc) from exc
-        return True
+        return self._written(
+            self.client.update_item,
+            TableName=self.name,
+            Key=to_dynamo({"user_id": user_id}),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_dynamo(values),
+        )
 
     def delete_if_unchanged(
         self,
@@ -528,13 +523,7 @@ class UsersTable:
         }
         if values:
             kwargs["ExpressionAttributeValues"] = to_dynamo(values)
-        try:
-            self.client.delete_item(**kwargs)
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise self._translated(exc) from exc
-        return True
+        return self._written(self.client.delete_item, **kwargs)
 
     # --- erasure: the Cognito user is gone --------------------------------------------
 
@@ -576,23 +565,18 @@ class UsersTable:
             remove=removed,
         )
         owned, names, values = _own_pool(user_pool_id, names, values, adopt_legacy=adopt_legacy)
-        try:
-            self.client.update_item(
-                TableName=self.name,
-                Key=to_dynamo({"user_id": user_id}),
-                UpdateExpression=expression,
-                # Not conditioned on updatedAt: erasure must win over any concurrent write.
-                ConditionExpression=(
-                    f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
-                ),
-                ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise self._translated(exc) from exc
-        return True
+        return self._written(
+            self.client.update_item,
+            TableName=self.name,
+            Key=to_dynamo({"user_id": user_id}),
+            UpdateExpression=expression,
+            # Not conditioned on updatedAt: erasure must win over any concurrent write.
+            ConditionExpression=(
+                f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
+            ),
+            ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
+            ExpressionAttributeValues=to_dynamo(values),
+        )
 
     def replace_with_tombstone(
         self, user_id: str, *, user_pool_id: str, timestamp: str, adopt_legacy: bool = False
@@ -601,21 +585,16 @@ class UsersTable:
         late sign-in, replayed sign-up or reconcile can create it again. The same conditions
         as `anonymize`; True when this call did it."""
         owned, names, values = _own_pool(user_pool_id, {}, {}, adopt_legacy=adopt_legacy)
-        try:
-            self.client.put_item(
-                TableName=self.name,
-                Item=to_dynamo(schema.tombstone(user_id, user_pool_id, timestamp)),
-                ConditionExpression=(
-                    f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
-                ),
-                ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise self._translated(exc) from exc
-        return True
+        return self._written(
+            self.client.put_item,
+            TableName=self.name,
+            Item=to_dynamo(schema.tombstone(user_id, user_pool_id, timestamp)),
+            ConditionExpression=(
+                f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
+            ),
+            ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
+            ExpressionAttributeValues=to_dynamo(values),
+        )
 
     def tombstone_if_absent(self, user_id: str, *, user_pool_id: str, timestamp: str) -> bool:
         """Write the tombstone of a user confirmed gone from `user_pool_id` who has no row,
@@ -668,6 +647,16 @@ class UsersTable:
         return True
 
     # --- plumbing ----------------------------------------------------------------------
+
+    def _written(self, operation: Any, **kwargs: Any) -> bool:
+        """A conditional write: True when it was made, False when its condition failed."""
+        try:
+            operation(**kwargs)
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
 
     @staticmethod
     def _call(deadline: Deadline | None, operation: Any, **kwargs: Any) -> Any:
