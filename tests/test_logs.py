@@ -439,6 +439,22 @@ def test_a_refused_read_names_the_action_to_add() -> None:
     )
 
 
+def test_a_refused_read_in_another_partition_names_that_partitions_arn() -> None:
+    client = boto3.client("logs", region_name="cn-north-1")
+    stub = Stubber(client)
+    stub.add_client_error(
+        "filter_log_events",
+        "AccessDeniedException",
+        "User: arn:aws-cn:iam::123456789012:user/ops is not authorized to perform: "
+        "logs:FilterLogEvents",
+    )
+    with stub, pytest.raises(logs.LogsAccessDenied) as refused:
+        logs.CloudWatchLogs(client, GROUP, "cn-north-1").read(
+            timedelta(hours=1), logs.Filters(), None
+        )
+    assert f"arn:aws-cn:logs:cn-north-1:123456789012:log-group:{GROUP}:*" in str(refused.value)
+
+
 def stub_any() -> Any:
     from botocore.stub import ANY
 

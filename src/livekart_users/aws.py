@@ -17,6 +17,7 @@ failed writes does not fire for writes that were stored.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import threading
@@ -369,3 +370,18 @@ def call_within(
             sleep(pause)
         backoff = min(backoff * 2, 0.4)
     raise DeadlineExceeded(last, may_have_landed=unanswered)
+
+
+@functools.lru_cache(maxsize=16)
+def partition_of(region: str) -> str:
+    """The ARN partition of a region, from botocore's own partition data (aws, aws-cn,
+    aws-us-gov, the ISO partitions aws-iso, -iso-b, -iso-e, -iso-f, the European Sovereign
+    Cloud's aws-eusc, and whatever a newer botocore adds); "aws" for a name it does not know
+    (the local stack's)."""
+    from botocore.exceptions import UnknownRegionError
+    from botocore.session import get_session
+
+    try:
+        return str(get_session().get_partition_for_region(region))
+    except UnknownRegionError:  # no partition's pattern matches it
+        return "aws"

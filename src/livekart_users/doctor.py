@@ -1090,8 +1090,9 @@ def failed_write_alarm(ctx: Context) -> Verdict:
         return warned(
             f"alarm {t.alarm_name} notifies nobody ({why}): failed writes change its state "
             "and no one hears of it",
-            f"{ctx.deploy} --alarm-topic-arn arn:aws:sns:{t.region}:{t.account}:TOPIC (an SNS "
-            "topic someone is subscribed to)",
+            f"{ctx.deploy} --alarm-topic-arn "
+            f"arn:{t.partition}:sns:{t.region}:{t.account}:TOPIC (an SNS topic someone is "
+            "subscribed to)",
         )
     return passed(
         f"alarm {t.alarm_name} counts {models.FAILED_METRIC} of {t.function} (writes refused "

@@ -491,7 +491,8 @@ class CloudWatchLogs:
         message = str(exc.response.get("Error", {}).get("Message", ""))
         match = _ACCOUNT.search(message)
         account = match.group(1) if match else "ACCOUNT"
-        return f"arn:aws:logs:{self.region}:{account}:log-group:{self.log_group}:*"
+        partition = aws.partition_of(self.region)
+        return f"arn:{partition}:logs:{self.region}:{account}:log-group:{self.log_group}:*"
 
 
 # --- the local stack ----------------------------------------------------------------------

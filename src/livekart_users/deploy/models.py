@@ -14,7 +14,6 @@ Nothing here imports a Lambda entry module: the names both sides share are in `c
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from livekart_users import contract, erasure, schema
+from livekart_users.aws import partition_of
 from livekart_users.contract import FUNCTION_DIMENSION, METRICS_NAMESPACE, SERVICE
 from livekart_users.table import DEFAULT_TABLE, EMAIL_INDEX
 
@@ -84,21 +84,6 @@ RESERVED_VARIABLES = frozenset(
         "LAMBDA_RUNTIME_DIR",
     }
 )
-
-
-@functools.lru_cache(maxsize=16)
-def partition_of(region: str) -> str:
-    """The ARN partition of a region, from botocore's own partition data (aws, aws-cn,
-    aws-us-gov, the ISO partitions aws-iso, -iso-b, -iso-e, -iso-f, the European Sovereign
-    Cloud's aws-eusc, and whatever a newer botocore adds); "aws" for a name it does not know
-    (the local stack's)."""
-    from botocore.exceptions import UnknownRegionError
-    from botocore.session import get_session
-
-    try:
-        return str(get_session().get_partition_for_region(region))
-    except UnknownRegionError:  # no partition's pattern matches it
-        return "aws"
 
 
 def _env(name: str, default: str) -> str:
