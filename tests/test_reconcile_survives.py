@@ -431,7 +431,7 @@ def test_a_20000_user_reconcile_killed_half_way_resumes_and_reads_each_page_once
         if sub == subs[3]:
             row["name"] = "Old Name"
         assert table.create_if_absent(row)
-    orphan = write_row(table)["user_id"]
+    orphan = write_row(table, pool=pool_id)["user_id"]
     store = FileCheckpoints(pool_id, table.name, True, directory=tmp_path / "state")
     pages = -(-20_000 // 60)
 
