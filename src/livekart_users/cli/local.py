@@ -231,22 +231,32 @@ def local_console(directory: Path | None, port: int, open_browser: bool) -> None
 
     The URL carries a token made for this start: anyone without it is refused.
     """
+    import signal
     import threading
     import webbrowser
 
     from livekart_users.local.console import open_console
 
-    running = open_console(_stack(directory), port=port)
-    console.print(f"console: {running.url}", highlight=False, soft_wrap=True)
-    console.print("(the token in the URL is this start's key: keep it to yourself) Ctrl-C stops.")
-    if open_browser:
-        webbrowser.open(running.url)
+    # Ctrl-C (or a TERM) sets an event rather than raising KeyboardInterrupt, so a stop that
+    # arrives while the URL is still being printed ends as cleanly as one during the wait.
+    stopping = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in signals}
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        running = open_console(_stack(directory), port=port)
+        try:
+            console.print(f"console: {running.url}", highlight=False, soft_wrap=True)
+            console.print(
+                "(the token in the URL is this start's key: keep it to yourself) Ctrl-C stops."
+            )
+            if open_browser:
+                webbrowser.open(running.url)
+            stopping.wait()
+        finally:
+            running.stop()
     finally:
-        running.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @local.command("demo")
