@@ -98,6 +98,19 @@ def user_row(driver: WebDriver, sub: str, seconds: float) -> Any:
     )
 
 
+def open_user(driver: WebDriver, sub: str, seconds: float) -> None:
+    """Click the user's row, found and clicked in one script: the list is redrawn as it
+    refreshes, so a row found in one call may be stale by the next."""
+    WebDriverWait(driver, seconds, poll_frequency=0.05).until(
+        lambda d: d.execute_script(
+            'const row = document.querySelector(`#users tr[data-user-id="${arguments[0]}"]`);'
+            "if (!row) return false; row.click(); return true;",
+            sub,
+        ),
+        f"no row for {sub}",
+    )
+
+
 def state_of(driver: WebDriver, sub: str) -> str | None:
     # Read in one script: the list is redrawn as it refreshes, so an element found in one
     # call may be gone by the next.
@@ -186,7 +199,7 @@ def test_every_action_works_from_the_page(page: WebDriver, stack_env: LocalStack
     row = table_of(stack).get(sub)
     assert row is not None and row["role"] == "vendor"  # the trigger ran
 
-    user_row(page, sub, 5.0).click()
+    open_user(page, sub, 5.0)
     detail = page.find_element(By.ID, "detail")
     WebDriverWait(page, 10).until(lambda _: "From The Page" in detail.text)
     assert "app" in detail.find_element(By.CSS_SELECTOR, "tr.app-field").text
@@ -284,7 +297,7 @@ def test_the_page_fits_a_narrow_window_and_the_readme_screenshot_is_taken(
     pool = stack.status().user_pool_id
     answer = cognito.admin_get_user(UserPoolId=pool, Username=demo_email)
     sub = next(a["Value"] for a in answer["UserAttributes"] if a["Name"] == "sub")
-    user_row(page, sub, 5.0).click()
+    open_user(page, sub, 5.0)
     WebDriverWait(page, 10).until(lambda d: demo_email in d.find_element(By.ID, "detail").text)
     try:
         page.set_window_size(420, 900)
