@@ -369,6 +369,14 @@ CHANGE_TARGET_ID = "livekart-users-change-handler"
 TARGET_RETRY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
 
 
+def _named_after_pool(prefix: str, pool: str) -> str:
+    # Lambda and IAM names stop at 64 characters: a pool id too long for that (real ones are
+    # about 20) is replaced by a digest of it.
+    if len(pool) > 32:
+        pool = hashlib.blake2b(pool.encode(), digest_size=8).hexdigest()
+    return f"{prefix}-{pool}"
+
+
 @dataclass(frozen=True)
 class ChangeNames:
     """The change handler's resources for one target: each name carries the pool id, so two
@@ -378,12 +386,7 @@ class ChangeNames:
 
     @property
     def stem(self) -> str:
-        # Lambda and IAM names stop at 64 characters: a pool id too long for that (real ones
-        # are about 20) is replaced by a digest of it.
-        pool = self.target.user_pool_id
-        if len(pool) > 32:
-            pool = hashlib.blake2b(pool.encode(), digest_size=8).hexdigest()
-        return f"{self.target.change_prefix}-{pool}"
+        return _named_after_pool(self.target.change_prefix, self.target.user_pool_id)
 
     @property
     def function(self) -> str:
@@ -655,10 +658,7 @@ class ReconcileNames(ChangeNames):
 
     @property
     def stem(self) -> str:
-        pool = self.target.user_pool_id
-        if len(pool) > 32:
-            pool = hashlib.blake2b(pool.encode(), digest_size=8).hexdigest()
-        return f"{self.target.reconcile_prefix}-{pool}"
+        return _named_after_pool(self.target.reconcile_prefix, self.target.user_pool_id)
 
     @property
     def state_table(self) -> str:

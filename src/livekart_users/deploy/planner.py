@@ -995,27 +995,9 @@ def _schedule_steps(target: Target, clients: Clients) -> list[Step]:
 
 
 def _schedule_permission_steps(target: Target, clients: Clients) -> list[Step]:
+    permission = models.reconcile_invoke_permission(target)
     names = models.ReconcileNames(target)
-    name = f"invoke permission {models.RECONCILE_PERMISSION_ID}"
-    add = Call(
-        "lambda_",
-        "add_permission",
-        {"FunctionName": names.function, **models.reconcile_invoke_permission(target)},
-    )
-    answer = aws.unless_missing(lambda: clients.lambda_.get_policy(FunctionName=names.function))
-    statements = json.loads(answer["Policy"]).get("Statement", []) if answer else []
-    ours = next((s for s in statements if s.get("Sid") == models.RECONCILE_PERMISSION_ID), None)
-    if ours is None:
-        return [Step(name, CREATE, f"events.amazonaws.com from {names.rule_arn} only", (add,))]
-    condition = (ours.get("Condition") or {}).get("ArnLike") or {}
-    if condition.get("AWS:SourceArn") != names.rule_arn:
-        remove = Call(
-            "lambda_",
-            "remove_permission",
-            {"FunctionName": names.function, "StatementId": models.RECONCILE_PERMISSION_ID},
-        )
-        return [Step(name, UPDATE, f"source → {names.rule_arn}", (remove, add))]
-    return [Step(name, NO_CHANGE, "EventBridge from this schedule only")]
+    return _events_permission_steps(clients, names, models.RECONCILE_PERMISSION_ID, permission)
 
 
 def queue_url(clients: Clients, name: str) -> str | None:
@@ -1115,36 +1097,39 @@ def _comparable(target: Mapping[str, Any]) -> dict[str, Any]:
     return {k: target.get(k) for k in ("Id", "Arn", "RetryPolicy", "DeadLetterConfig")}
 
 
-def _events_statement(clients: Clients, function: str) -> dict[str, Any] | None:
+def _events_statement(clients: Clients, function: str, sid: str) -> dict[str, Any] | None:
     answer = aws.unless_missing(lambda: clients.lambda_.get_policy(FunctionName=function))
     if answer is None:
         return None
     for statement in json.loads(answer["Policy"]).get("Statement", []):
-        if statement.get("Sid") == models.CHANGE_PERMISSION_ID:
+        if statement.get("Sid") == sid:
             return dict(statement)
     return None
 
 
 def _permission_steps(target: Target, clients: Clients) -> list[Step]:
+    permission = models.change_invoke_permission(target)
     names = models.ChangeNames(target)
-    name = f"invoke permission {models.CHANGE_PERMISSION_ID}"
-    add = Call(
-        "lambda_",
-        "add_permission",
-        {"FunctionName": names.function, **models.change_invoke_permission(target)},
-    )
-    ours = _events_statement(clients, names.function)
+    return _events_permission_steps(clients, names, models.CHANGE_PERMISSION_ID, permission)
+
+
+def _events_permission_steps(
+    clients: Clients, names: models.ChangeNames, sid: str, permission: dict[str, Any]
+) -> list[Step]:
+    """EventBridge may invoke the function from its own rule only (the change handler's rule
+    or the reconcile schedule): the statement `sid`, repaired when its source differs."""
+    name = f"invoke permission {sid}"
+    add = Call("lambda_", "add_permission", {"FunctionName": names.function, **permission})
+    ours = _events_statement(clients, names.function, sid)
     if ours is None:
         return [Step(name, CREATE, f"events.amazonaws.com from {names.rule_arn} only", (add,))]
     condition = (ours.get("Condition") or {}).get("ArnLike") or {}
     if condition.get("AWS:SourceArn") != names.rule_arn:
         remove = Call(
-            "lambda_",
-            "remove_permission",
-            {"FunctionName": names.function, "StatementId": models.CHANGE_PERMISSION_ID},
+            "lambda_", "remove_permission", {"FunctionName": names.function, "StatementId": sid}
         )
         return [Step(name, UPDATE, f"source → {names.rule_arn}", (remove, add))]
-    return [Step(name, NO_CHANGE, "EventBridge from this rule only")]
+    return [Step(name, NO_CHANGE, f"EventBridge from {names.rule} only")]
 
 
 def _trail(target: Target, clients: Clients) -> tuple[Step, list[Notice]]:
