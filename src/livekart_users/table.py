@@ -101,6 +101,24 @@ def _own_pool(
     return "#pool = :pool", names, values
 
 
+def _live_row_of_pool(
+    user_pool_id: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    *,
+    adopt_legacy: bool = True,
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition "the row exists, is not erased, and is `user_pool_id`'s" (see _own_pool):
+    every write that brings identity into a row, or erases it, is conditioned on all three."""
+    owned, names, values = _own_pool(user_pool_id, names, values, adopt_legacy=adopt_legacy)
+    names = {**names, "#deletedAt": schema.DELETED_AT}
+    return (
+        f"attribute_exists(user_id) AND attribute_not_exists(#deletedAt) AND {owned}",
+        names,
+        values,
+    )
+
+
 def _unchanged_since_read(
     read_updated_at: str | None, names: dict[str, str], values: dict[str, Any]
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -245,17 +263,15 @@ class UsersTable:
         expression, names, values = update_expression(
             fields, if_missing=defaults, remove=() if "email" in fields else ("email",)
         )
-        owned, names, values = _own_pool(user_pool_id, names, values)
+        condition, names, values = _live_row_of_pool(user_pool_id, names, values)
         self._call(
             deadline,
             self.client.update_item,
             TableName=self.name,
             Key=to_dynamo({"user_id": uid}),
             UpdateExpression=expression,
-            ConditionExpression=(
-                f"attribute_exists(user_id) AND attribute_not_exists(#deletedAt) AND {owned}"
-            ),
-            ExpressionAttributeNames={**names, "#deletedAt": schema.DELETED_AT},
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_dynamo(values),
         )
 
@@ -564,17 +580,17 @@ class UsersTable:
             },
             remove=removed,
         )
-        owned, names, values = _own_pool(user_pool_id, names, values, adopt_legacy=adopt_legacy)
+        condition, names, values = _live_row_of_pool(
+            user_pool_id, names, values, adopt_legacy=adopt_legacy
+        )
         return self._written(
             self.client.update_item,
             TableName=self.name,
             Key=to_dynamo({"user_id": user_id}),
             UpdateExpression=expression,
             # Not conditioned on updatedAt: erasure must win over any concurrent write.
-            ConditionExpression=(
-                f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
-            ),
-            ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_dynamo(values),
         )
 
@@ -584,15 +600,15 @@ class UsersTable:
         """The `delete` policy: replace the row with its tombstone (`schema.tombstone`), so no
         late sign-in, replayed sign-up or reconcile can create it again. The same conditions
         as `anonymize`; True when this call did it."""
-        owned, names, values = _own_pool(user_pool_id, {}, {}, adopt_legacy=adopt_legacy)
+        condition, names, values = _live_row_of_pool(
+            user_pool_id, {}, {}, adopt_legacy=adopt_legacy
+        )
         return self._written(
             self.client.put_item,
             TableName=self.name,
             Item=to_dynamo(schema.tombstone(user_id, user_pool_id, timestamp)),
-            ConditionExpression=(
-                f"attribute_exists(user_id) AND attribute_not_exists(#deleted) AND {owned}"
-            ),
-            ExpressionAttributeNames={**names, "#deleted": schema.DELETED_AT},
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_dynamo(values),
         )
 

@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any
 
-from livekart_users import __version__, erasure
+from livekart_users import __version__, checkpoint, erasure
 from livekart_users.deploy import models
 from livekart_users.deploy.package import ARCHITECTURES
 from livekart_users.table import DEFAULT_TABLE
@@ -311,19 +311,7 @@ def _scheduled_reconcile(target: models.Target, tags: list[Any]) -> dict[str, An
     del permission["StatementId"]
     permission["FunctionName"] = {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
     permission["SourceArn"] = {"Fn::GetAtt": ["ReconcileRule", "Arn"]}
-    state_table = {
-        "TableName": _cfn(names.state_table),
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "run", "AttributeType": "S"},
-            {"AttributeName": "part", "AttributeType": "N"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "run", "KeyType": "HASH"},
-            {"AttributeName": "part", "KeyType": "RANGE"},
-        ],
-        "Tags": tags,
-    }
+    state_table = {**checkpoint.state_table_spec(_cfn(names.state_table)), "Tags": tags}
     when = {"Condition": HAS_RECONCILE}
     return {
         "ReconcileStateTable": {
